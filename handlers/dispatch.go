@@ -1,0 +1,424 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// Options tunes a Dispatcher. The zero value is usable.
+type Options struct {
+	// Journal makes Submit durable and enables retries; nil disables both.
+	Journal Journal
+	// Observe, if set, is called after every handler call.
+	Observe func(handler string, ev Event, took time.Duration, err error)
+	// RetryBase and RetryMax bound the exponential backoff (with full
+	// jitter) between attempts of a transient failure; MaxAttempts bounds
+	// their number. Defaults: 1s, 10m, 15 (the original's Celery policy).
+	RetryBase, RetryMax time.Duration
+	MaxAttempts         int
+}
+
+// Dispatcher runs events through the registry's active handlers in priority
+// order (spec §1.8): every handler runs, the errors are collected with the
+// handler's name and joined. Events with the same Key run one at a time, in
+// arrival order; others run in parallel.
+type Dispatcher struct {
+	reg  *Registry
+	log  *logrus.Entry
+	opts Options
+
+	mu       sync.Mutex
+	keys     map[string]*keyLock
+	inflight map[uint64]bool
+	// waiting indexes the journal's unfinished (key, event, handler) triples
+	// that wait for a retry or a replay, for supersede.
+	waiting map[string]map[uint64]map[string]bool
+	wake    chan struct{}
+}
+
+type keyLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+// NewDispatcher returns a dispatcher over reg.
+func NewDispatcher(reg *Registry, log *logrus.Entry, opts Options) *Dispatcher {
+	if opts.RetryBase <= 0 {
+		opts.RetryBase = time.Second
+	}
+	if opts.RetryMax <= 0 {
+		opts.RetryMax = 10 * time.Minute
+	}
+	if opts.MaxAttempts <= 0 {
+		opts.MaxAttempts = 15
+	}
+	return &Dispatcher{
+		reg: reg, log: log, opts: opts,
+		keys:     map[string]*keyLock{},
+		inflight: map[uint64]bool{},
+		waiting:  map[string]map[uint64]map[string]bool{},
+		wake:     make(chan struct{}, 1),
+	}
+}
+
+// Registry returns the registry the dispatcher runs.
+func (d *Dispatcher) Registry() *Registry { return d.reg }
+
+// targets lists the active handlers that have the capability for ev; the
+// others log the original's "not implemented" line.
+func (d *Dispatcher) targets(ev Event) []string {
+	if fe, ok := ev.(FileEvent); ok {
+		return []string{fe.Handler}
+	}
+	var names []string
+	for _, h := range d.reg.Active() {
+		ok := false
+		switch ev.(type) {
+		case UserEvent:
+			_, ok = h.(UserHandler)
+		case PermissionEvent:
+			_, ok = h.(PermissionHandler)
+		}
+		if ok {
+			names = append(names, h.Name())
+			continue
+		}
+		d.log.WithFields(logrus.Fields{"handler": h.Name(), "event": ev.Name()}).
+			Infof("Event [%s] for handler [%s] is not implemented", ev.Name(), h.Name())
+	}
+	return names
+}
+
+// Dispatch runs ev through the handlers without journaling it.
+func (d *Dispatcher) Dispatch(ctx context.Context, ev Event) error {
+	if len(d.reg.Active()) == 0 {
+		d.log.WithField("event", ev.Name()).Warn("no active handler: event ignored")
+		return nil
+	}
+	return d.run(ctx, Record{Event: ev, Pending: d.targets(ev)})
+}
+
+// Submit journals ev (when a journal is set), then dispatches it. It returns
+// the journal ID (0 without a journal) and the joined handler errors. Handlers
+// that failed transiently, or were not reached before ctx ended, stay pending
+// and are retried by Run.
+func (d *Dispatcher) Submit(ctx context.Context, ev Event) (uint64, error) {
+	if d.opts.Journal == nil {
+		return 0, d.Dispatch(ctx, ev)
+	}
+	if len(d.reg.Active()) == 0 {
+		d.log.WithField("event", ev.Name()).Warn("no active handler: event ignored")
+		return 0, nil
+	}
+	rec, err := d.opts.Journal.Append(ctx, ev, d.targets(ev))
+	if err != nil {
+		return 0, fmt.Errorf("journal %s: %w", ev.Name(), err)
+	}
+	d.mu.Lock()
+	d.inflight[rec.ID] = true
+	d.mu.Unlock()
+	defer d.release(rec.ID)
+	return rec.ID, d.run(ctx, rec)
+}
+
+func (d *Dispatcher) release(id uint64) {
+	d.mu.Lock()
+	delete(d.inflight, id)
+	d.mu.Unlock()
+}
+
+// run calls rec.Pending handlers in order, under the event key's lock.
+func (d *Dispatcher) run(ctx context.Context, rec Record) error {
+	unlock := d.lock(rec.Event.Key())
+	defer unlock()
+	var errs []error
+	for _, name := range slices.Clone(rec.Pending) {
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, fmt.Errorf("%s not run: %w", name, err))
+			break
+		}
+		err := d.call(ctx, name, rec.Event)
+		if err != nil {
+			errs = append(errs, &HandlerError{Handler: name, Err: err})
+		}
+		if jerr := d.record(ctx, rec, name, err); jerr != nil {
+			errs = append(errs, jerr)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// call runs one handler on ev.
+func (d *Dispatcher) call(ctx context.Context, name string, ev Event) (err error) {
+	h, ok := d.reg.Lookup(name)
+	if !ok {
+		d.log.WithFields(logrus.Fields{"handler": name, "event": ev.Name()}).Warn("handler no longer active: event skipped")
+		return nil
+	}
+	start := time.Now()
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic in %s: %v", ev.Name(), r)
+		}
+		if d.opts.Observe != nil {
+			d.opts.Observe(name, ev, time.Since(start), err)
+		}
+	}()
+	switch ev := ev.(type) {
+	case UserEvent:
+		uh, ok := h.(UserHandler)
+		switch {
+		case !ok:
+			return nil
+		case ev.Action == Created:
+			return uh.UserCreated(ctx, ev)
+		case ev.Action == Deleted:
+			return uh.UserDeleted(ctx, ev)
+		}
+	case PermissionEvent:
+		ph, ok := h.(PermissionHandler)
+		switch {
+		case !ok:
+			return nil
+		case ev.Action == Created:
+			return ph.PermissionCreated(ctx, ev)
+		case ev.Action == Deleted:
+			return ph.PermissionDeleted(ctx, ev)
+		}
+	case FileEvent:
+		if fh, ok := h.(FileHandler); ok {
+			return fh.HandleFile(ctx, ev)
+		}
+		return nil
+	}
+	return fmt.Errorf("unsupported event %s (%T)", ev.Name(), ev)
+}
+
+// record writes the outcome of one handler call to the journal. A success
+// also settles older unfinished events of the same key for that handler:
+// their effect is superseded by this newer event.
+func (d *Dispatcher) record(ctx context.Context, rec Record, name string, err error) error {
+	j := d.opts.Journal
+	if j == nil || rec.ID == 0 {
+		return nil
+	}
+	// The outcome must be written even when the caller's ctx just ended.
+	ctx = context.WithoutCancel(ctx)
+	key := rec.Event.Key()
+	if err == nil {
+		if jerr := j.Done(ctx, rec.ID, name); jerr != nil {
+			return fmt.Errorf("journal event %d done for %s: %w", rec.ID, name, jerr)
+		}
+		d.setWaiting(key, rec.ID, name, false)
+		return d.supersede(ctx, rec, name)
+	}
+	var retryAt time.Time
+	if IsTransient(err) && rec.Attempts+1 < d.opts.MaxAttempts {
+		retryAt = time.Now().Add(d.backoff(rec.Attempts))
+	}
+	if jerr := j.Fail(ctx, rec.ID, name, err.Error(), retryAt); jerr != nil {
+		return fmt.Errorf("journal event %d failure for %s: %w", rec.ID, name, jerr)
+	}
+	d.setWaiting(key, rec.ID, name, !retryAt.IsZero())
+	if !retryAt.IsZero() {
+		d.poke()
+	}
+	return nil
+}
+
+// setWaiting adds or removes one unfinished (key, event, handler) triple.
+func (d *Dispatcher) setWaiting(key string, id uint64, name string, on bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	byID := d.waiting[key]
+	if on {
+		if byID == nil {
+			byID = map[uint64]map[string]bool{}
+			d.waiting[key] = byID
+		}
+		if byID[id] == nil {
+			byID[id] = map[string]bool{}
+		}
+		byID[id][name] = true
+		return
+	}
+	if byID == nil || byID[id] == nil {
+		return
+	}
+	delete(byID[id], name)
+	if len(byID[id]) == 0 {
+		delete(byID, id)
+	}
+	if len(byID) == 0 {
+		delete(d.waiting, key)
+	}
+}
+
+func (d *Dispatcher) supersede(ctx context.Context, rec Record, name string) error {
+	key := rec.Event.Key()
+	var older []uint64
+	d.mu.Lock()
+	for id, hs := range d.waiting[key] {
+		if id < rec.ID && hs[name] {
+			older = append(older, id)
+		}
+	}
+	d.mu.Unlock()
+	for _, id := range older {
+		d.log.WithFields(logrus.Fields{"handler": name, "event_id": id}).Info("unfinished event superseded by a newer one")
+		if err := d.opts.Journal.Done(ctx, id, name); err != nil {
+			return fmt.Errorf("journal event %d superseded for %s: %w", id, name, err)
+		}
+		d.setWaiting(key, id, name, false)
+	}
+	return nil
+}
+
+// backoff is min(RetryMax, RetryBase*2^attempt) with full jitter.
+func (d *Dispatcher) backoff(attempt int) time.Duration {
+	limit := d.opts.RetryMax
+	if attempt < 30 {
+		if b := d.opts.RetryBase << attempt; b > 0 && b < limit {
+			limit = b
+		}
+	}
+	return time.Duration(rand.Int64N(int64(limit) + 1))
+}
+
+func (d *Dispatcher) poke() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// lock serializes events with the same key.
+func (d *Dispatcher) lock(key string) (unlock func()) {
+	d.mu.Lock()
+	k := d.keys[key]
+	if k == nil {
+		k = &keyLock{}
+		d.keys[key] = k
+	}
+	k.refs++
+	d.mu.Unlock()
+	k.mu.Lock()
+	return func() {
+		k.mu.Unlock()
+		d.mu.Lock()
+		if k.refs--; k.refs == 0 {
+			delete(d.keys, key)
+		}
+		d.mu.Unlock()
+	}
+}
+
+// Run replays the journal's unfinished events (those a crash interrupted
+// first, in ID order), then retries transient failures when they are due,
+// until ctx ends.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	if d.opts.Journal == nil {
+		<-ctx.Done()
+		return nil
+	}
+	if err := d.loadWaiting(ctx); err != nil {
+		return err
+	}
+	for {
+		next, err := d.replayDue(ctx)
+		if err != nil {
+			d.log.WithError(err).Error("journal replay")
+			next = time.Now().Add(d.opts.RetryBase)
+		}
+		var timer <-chan time.Time
+		if !next.IsZero() {
+			t := time.NewTimer(time.Until(next))
+			defer t.Stop()
+			timer = t.C
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-d.wake:
+		case <-timer:
+		}
+	}
+}
+
+// loadWaiting indexes the unfinished events a previous run left behind.
+func (d *Dispatcher) loadWaiting(ctx context.Context) error {
+	pending, err := d.opts.Journal.Pending(ctx)
+	if err != nil {
+		return fmt.Errorf("journal pending: %w", err)
+	}
+	for _, rec := range pending {
+		for _, name := range rec.Pending {
+			d.setWaiting(rec.Event.Key(), rec.ID, name, true)
+		}
+	}
+	return nil
+}
+
+// replayDue runs every due pending record and returns when the next one is due
+// (zero when none is waiting).
+func (d *Dispatcher) replayDue(ctx context.Context) (time.Time, error) {
+	pending, err := d.opts.Journal.Pending(ctx)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("journal pending: %w", err)
+	}
+	var next time.Time
+	for _, rec := range pending {
+		if ctx.Err() != nil {
+			return time.Time{}, nil
+		}
+		if rec.RetryAt.After(time.Now()) {
+			if next.IsZero() || rec.RetryAt.Before(next) {
+				next = rec.RetryAt
+			}
+			continue
+		}
+		d.mu.Lock()
+		busy := d.inflight[rec.ID]
+		d.inflight[rec.ID] = true
+		d.mu.Unlock()
+		if busy {
+			continue
+		}
+		log := d.log.WithFields(logrus.Fields{"event_id": rec.ID, "event": rec.Event.Name()})
+		log.WithField("handlers", rec.Pending).Info("replaying journaled event")
+		if err := d.run(ctx, rec); err != nil {
+			log.WithError(err).Warn("replayed event failed")
+		}
+		d.release(rec.ID)
+	}
+	return next, nil
+}
+
+// Resync runs the named active handler's Resync, or logs the original's
+// warning when it has none.
+func (d *Dispatcher) Resync(ctx context.Context, name string) error {
+	h, ok := d.reg.Lookup(name)
+	if !ok {
+		return fmt.Errorf("resync %s: %w", name, ErrNoHandler)
+	}
+	r, ok := h.(Resyncer)
+	if !ok {
+		d.log.WithField("handler", name).
+			Warnf("Event [resync] for handler [%s] is not implemented but should be in the future", name)
+		return nil
+	}
+	if err := r.Resync(ctx); err != nil {
+		return &HandlerError{Handler: name, Err: err}
+	}
+	return nil
+}
+
+// ErrNoHandler is returned for a handler name that is not active.
+var ErrNoHandler = errors.New("no such active handler")

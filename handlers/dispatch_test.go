@@ -1,0 +1,400 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// recorder is a handler that records what it receives and can fail.
+type recorder struct {
+	name string
+	log  *callLog
+	fail func(ev Event) error
+}
+
+type callLog struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (l *callLog) add(s string) {
+	l.mu.Lock()
+	l.calls = append(l.calls, s)
+	l.mu.Unlock()
+}
+
+func (l *callLog) list() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.calls)
+}
+
+func (r *recorder) Name() string { return r.name }
+
+func (r *recorder) handle(ev Event) error {
+	r.log.add(r.name + ":" + ev.Name() + ":" + ev.Key())
+	if r.fail != nil {
+		return r.fail(ev)
+	}
+	return nil
+}
+
+func (r *recorder) UserCreated(_ context.Context, ev UserEvent) error { return r.handle(ev) }
+func (r *recorder) UserDeleted(_ context.Context, ev UserEvent) error { return r.handle(ev) }
+func (r *recorder) PermissionCreated(_ context.Context, ev PermissionEvent) error {
+	return r.handle(ev)
+}
+func (r *recorder) PermissionDeleted(_ context.Context, ev PermissionEvent) error {
+	return r.handle(ev)
+}
+func (r *recorder) HandleFile(_ context.Context, ev FileEvent) error { return r.handle(ev) }
+
+type plain struct{ name string }
+
+func (p plain) Name() string { return p.name }
+
+func prio(n int) *int { return &n }
+
+func quietLog() *logrus.Entry {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return logrus.NewEntry(l)
+}
+
+func TestRegistryOrder(t *testing.T) {
+	reg, err := NewRegistry(
+		Registration{Handler: plain{"Magpie"}, Active: true},
+		Registration{Handler: plain{"Geoserver"}, Active: true},
+		Registration{Handler: plain{"Catalog"}, Active: false, Priority: prio(0)},
+		Registration{Handler: plain{"Thredds"}, Active: true, Priority: prio(5)},
+		Registration{Handler: plain{"Nginx"}, Active: true, Priority: prio(5)},
+		Registration{Handler: plain{"FileSystem"}, Active: true, Priority: prio(1)},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, h := range reg.Active() {
+		got = append(got, h.Name())
+	}
+	want := []string{"FileSystem", "Thredds", "Nginx", "Magpie", "Geoserver"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("active order = %v, want %v", got, want)
+	}
+	if _, ok := reg.Lookup("Catalog"); ok {
+		t.Error("inactive handler found by Lookup")
+	}
+	if _, ok := reg.Lookup("filesystem"); ok {
+		t.Error("Lookup is not case-sensitive")
+	}
+	if _, err := NewRegistry(Registration{Handler: plain{"A"}}, Registration{Handler: plain{"A"}}); err == nil {
+		t.Error("duplicate names accepted")
+	}
+}
+
+func TestDispatchRunsEveryHandlerAndJoinsErrors(t *testing.T) {
+	log := &callLog{}
+	boom := errors.New("boom")
+	reg, _ := NewRegistry(
+		Registration{Handler: &recorder{name: "B", log: log, fail: func(Event) error { return boom }}, Active: true, Priority: prio(2)},
+		Registration{Handler: &recorder{name: "A", log: log}, Active: true, Priority: prio(1)},
+		Registration{Handler: plain{"Thredds"}, Active: true},
+		Registration{Handler: &recorder{name: "C", log: log}, Active: true, Priority: prio(3)},
+	)
+	d := NewDispatcher(reg, quietLog(), Options{})
+	err := d.Dispatch(context.Background(), UserEvent{Action: Created, UserName: "alice"})
+	want := []string{"A:user_created:user:alice", "B:user_created:user:alice", "C:user_created:user:alice"}
+	if got := log.list(); !slices.Equal(got, want) {
+		t.Fatalf("calls = %v, want %v", got, want)
+	}
+	var he *HandlerError
+	if !errors.As(err, &he) || he.Handler != "B" || !errors.Is(err, boom) {
+		t.Fatalf("err = %v, want HandlerError from B wrapping boom", err)
+	}
+	if err.Error() != "B: boom" {
+		t.Errorf("err text = %q", err.Error())
+	}
+}
+
+func TestDispatchPanicIsAnError(t *testing.T) {
+	log := &callLog{}
+	reg, _ := NewRegistry(
+		Registration{Handler: &recorder{name: "P", log: log, fail: func(Event) error { panic("bad") }}, Active: true},
+		Registration{Handler: &recorder{name: "Q", log: log}, Active: true},
+	)
+	d := NewDispatcher(reg, quietLog(), Options{})
+	err := d.Dispatch(context.Background(), PermissionEvent{Action: Deleted, PermName: "read", User: "bob"})
+	if err == nil || len(log.list()) != 2 {
+		t.Fatalf("err = %v, calls = %v", err, log.list())
+	}
+}
+
+func TestFileEventGoesToItsHandlerOnly(t *testing.T) {
+	log := &callLog{}
+	reg, _ := NewRegistry(
+		Registration{Handler: &recorder{name: "FileSystem", log: log}, Active: true},
+		Registration{Handler: &recorder{name: "Catalog", log: log}, Active: true},
+	)
+	d := NewDispatcher(reg, quietLog(), Options{})
+	if err := d.Dispatch(context.Background(), FileEvent{Op: FileCreated, Path: "/x", Handler: "Catalog"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := log.list(); !slices.Equal(got, []string{"Catalog:on_created:file:/x"}) {
+		t.Fatalf("calls = %v", got)
+	}
+}
+
+type resyncer struct {
+	plain
+	n int
+}
+
+func (r *resyncer) Resync(context.Context) error { r.n++; return nil }
+
+func TestResync(t *testing.T) {
+	r := &resyncer{plain: plain{"FileSystem"}}
+	reg, _ := NewRegistry(Registration{Handler: r, Active: true}, Registration{Handler: plain{"Nginx"}, Active: true})
+	d := NewDispatcher(reg, quietLog(), Options{})
+	ctx := context.Background()
+	if err := d.Resync(ctx, "FileSystem"); err != nil || r.n != 1 {
+		t.Fatalf("resync FileSystem: err=%v n=%d", err, r.n)
+	}
+	if err := d.Resync(ctx, "Nginx"); err != nil {
+		t.Fatalf("resync Nginx (no capability) = %v, want nil", err)
+	}
+	if err := d.Resync(ctx, "Nope"); !errors.Is(err, ErrNoHandler) {
+		t.Fatalf("resync unknown = %v", err)
+	}
+}
+
+func TestEventCodecRoundTrip(t *testing.T) {
+	for _, ev := range []Event{
+		UserEvent{Action: Created, UserName: "alice", CallbackURL: "http://m/cb"},
+		PermissionEvent{Action: Deleted, ServiceType: "api", ResourceID: 7, ResourceFullName: "a/b", PermName: "read", Access: "allow", Scope: "match", Group: "g"},
+		FileEvent{Op: FileDeleted, Path: "/w/a.shp", Handler: "Geoserver"},
+	} {
+		data, err := EncodeEvent(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := DecodeEvent(data)
+		if err != nil || got != ev {
+			t.Fatalf("round trip %#v = %#v, %v", ev, got, err)
+		}
+	}
+	if _, err := DecodeEvent([]byte(`{"kind":"nope","event":{}}`)); err == nil {
+		t.Error("unknown kind decoded")
+	}
+}
+
+// memJournal is an in-memory Journal with the semantics store.DB implements.
+type memJournal struct {
+	mu   sync.Mutex
+	next uint64
+	recs map[uint64]*Record
+}
+
+func newMemJournal() *memJournal { return &memJournal{recs: map[uint64]*Record{}} }
+
+func (j *memJournal) Append(_ context.Context, ev Event, hs []string) (Record, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.next++
+	r := &Record{ID: j.next, Received: time.Now(), Event: ev, Pending: slices.Clone(hs), Failed: map[string]string{}}
+	j.recs[r.ID] = r
+	c := *r
+	c.Pending = slices.Clone(hs)
+	return c, nil
+}
+
+func (j *memJournal) Done(_ context.Context, id uint64, h string) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	r, ok := j.recs[id]
+	if !ok {
+		return fmt.Errorf("no record %d", id)
+	}
+	r.Pending = slices.DeleteFunc(r.Pending, func(s string) bool { return s == h })
+	return nil
+}
+
+func (j *memJournal) Fail(_ context.Context, id uint64, h, cause string, retryAt time.Time) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	r := j.recs[id]
+	r.Failed[h] = cause
+	r.Attempts++
+	r.RetryAt = retryAt
+	if retryAt.IsZero() {
+		r.Pending = slices.DeleteFunc(r.Pending, func(s string) bool { return s == h })
+	}
+	return nil
+}
+
+func (j *memJournal) Pending(context.Context) ([]Record, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var out []Record
+	for _, r := range j.recs {
+		if len(r.Pending) > 0 {
+			c := *r
+			c.Pending = slices.Clone(r.Pending)
+			out = append(out, c)
+		}
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].ID < out[b].ID })
+	return out, nil
+}
+
+type transientErr struct{}
+
+func (transientErr) Error() string   { return "magpie unavailable" }
+func (transientErr) Transient() bool { return true }
+
+func TestSubmitJournalsAndRetriesTransientFailures(t *testing.T) {
+	log := &callLog{}
+	var mu sync.Mutex
+	down := true
+	flaky := &recorder{name: "Flaky", log: log, fail: func(Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if down {
+			return fmt.Errorf("call magpie: %w", transientErr{})
+		}
+		return nil
+	}}
+	final := &recorder{name: "Final", log: log, fail: func(Event) error { return errors.New("bad config") }}
+	reg, _ := NewRegistry(
+		Registration{Handler: &recorder{name: "Ok", log: log}, Active: true, Priority: prio(1)},
+		Registration{Handler: flaky, Active: true, Priority: prio(2)},
+		Registration{Handler: final, Active: true, Priority: prio(3)},
+	)
+	j := newMemJournal()
+	d := NewDispatcher(reg, quietLog(), Options{Journal: j, RetryBase: time.Millisecond, RetryMax: time.Millisecond})
+	ctx := context.Background()
+	id, err := d.Submit(ctx, UserEvent{Action: Created, UserName: "alice"})
+	if err == nil || !IsTransient(err) {
+		t.Fatalf("submit err = %v, want a transient error; calls %v", err, log.list())
+	}
+	pend, _ := j.Pending(ctx)
+	if len(pend) != 1 || pend[0].ID != id || !slices.Equal(pend[0].Pending, []string{"Flaky"}) {
+		t.Fatalf("pending = %+v, want only Flaky on event %d", pend, id)
+	}
+	if j.recs[id].Failed["Final"] != "bad config" {
+		t.Fatalf("final failure not recorded: %+v", j.recs[id].Failed)
+	}
+
+	mu.Lock()
+	down = false
+	mu.Unlock()
+	if _, err := d.replayDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if pend, _ := j.Pending(ctx); len(pend) != 0 {
+		t.Fatalf("still pending after retry: %+v", pend)
+	}
+	want := []string{"Ok:user_created:user:alice", "Flaky:user_created:user:alice", "Final:user_created:user:alice", "Flaky:user_created:user:alice"}
+	if got := log.list(); !slices.Equal(got, want) {
+		t.Fatalf("calls = %v, want %v", got, want)
+	}
+}
+
+func TestReplayRunsOnlyUnfinishedHandlersOnce(t *testing.T) {
+	log := &callLog{}
+	reg, _ := NewRegistry(
+		Registration{Handler: &recorder{name: "A", log: log}, Active: true, Priority: prio(1)},
+		Registration{Handler: &recorder{name: "B", log: log}, Active: true, Priority: prio(2)},
+	)
+	j := newMemJournal()
+	ctx := context.Background()
+	// A crash after A finished: the record still lists B.
+	rec, _ := j.Append(ctx, UserEvent{Action: Deleted, UserName: "bob"}, []string{"A", "B"})
+	_ = j.Done(ctx, rec.ID, "A")
+
+	d := NewDispatcher(reg, quietLog(), Options{Journal: j})
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error)
+	go func() { done <- d.Run(runCtx) }()
+	deadline := time.After(10 * time.Second)
+	for len(log.list()) == 0 {
+		select {
+		case <-deadline:
+			t.Fatal("replay did not happen")
+		case <-time.After(time.Millisecond):
+		}
+	}
+	cancel()
+	<-done
+	if got := log.list(); !slices.Equal(got, []string{"B:user_deleted:user:bob"}) {
+		t.Fatalf("replayed calls = %v", got)
+	}
+	if pend, _ := j.Pending(ctx); len(pend) != 0 {
+		t.Fatalf("pending after replay: %+v", pend)
+	}
+}
+
+func TestNewerEventSupersedesPendingOlderOne(t *testing.T) {
+	log := &callLog{}
+	reg, _ := NewRegistry(Registration{Handler: &recorder{name: "A", log: log}, Active: true})
+	j := newMemJournal()
+	ctx := context.Background()
+	old, _ := j.Append(ctx, UserEvent{Action: Created, UserName: "carol"}, []string{"A"})
+	_ = j.Fail(ctx, old.ID, "A", "down", time.Now().Add(time.Hour))
+	other, _ := j.Append(ctx, UserEvent{Action: Created, UserName: "dave"}, []string{"A"})
+	_ = j.Fail(ctx, other.ID, "A", "down", time.Now().Add(time.Hour))
+
+	d := NewDispatcher(reg, quietLog(), Options{Journal: j})
+	if err := d.loadWaiting(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Submit(ctx, UserEvent{Action: Deleted, UserName: "carol"}); err != nil {
+		t.Fatal(err)
+	}
+	pend, _ := j.Pending(ctx)
+	if len(pend) != 1 || pend[0].ID != other.ID {
+		t.Fatalf("pending = %+v, want only dave's event %d", pend, other.ID)
+	}
+}
+
+func TestSameKeyEventsAreSerialized(t *testing.T) {
+	var mu sync.Mutex
+	active, maxActive := 0, 0
+	block := make(chan struct{})
+	h := &recorder{name: "A", log: &callLog{}, fail: func(Event) error {
+		mu.Lock()
+		active++
+		maxActive = max(maxActive, active)
+		mu.Unlock()
+		<-block
+		mu.Lock()
+		active--
+		mu.Unlock()
+		return nil
+	}}
+	reg, _ := NewRegistry(Registration{Handler: h, Active: true})
+	d := NewDispatcher(reg, quietLog(), Options{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = d.Dispatch(context.Background(), UserEvent{Action: Created, UserName: "same"})
+		}()
+	}
+	for range 4 {
+		block <- struct{}{}
+	}
+	wg.Wait()
+	if maxActive != 1 {
+		t.Fatalf("events with one key ran %d at a time", maxActive)
+	}
+}

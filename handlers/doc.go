@@ -1,0 +1,3 @@
+// Package handlers holds cowbird's typed events, the handler capability
+// interfaces, the registry of configured handlers and the dispatcher.
+package handlers

@@ -1,0 +1,312 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/cowbird-go/cowbird/handlers"
+)
+
+// record is the stored form of a handlers.Record. The event stays encoded so
+// that Done and Fail rewrite the state without decoding it.
+type record struct {
+	Received time.Time         `json:"received"`
+	Event    json.RawMessage   `json:"event"`
+	Pending  []string          `json:"pending,omitempty"`
+	Failed   map[string]string `json:"failed,omitempty"`
+	Attempts int               `json:"attempts,omitempty"`
+	RetryAt  time.Time         `json:"retry_at,omitzero"`
+}
+
+// decode turns a stored record into a handlers.Record.
+func (r record) decode(id uint64) (handlers.Record, error) {
+	ev, err := handlers.DecodeEvent(r.Event)
+	if err != nil {
+		return handlers.Record{}, err
+	}
+	return handlers.Record{
+		ID: id, Received: r.Received, Event: ev,
+		Pending: r.Pending, Failed: r.Failed, Attempts: r.Attempts, RetryAt: r.RetryAt,
+	}, nil
+}
+
+// getRecord reads and unmarshals record id from the events bucket.
+func getRecord(tx *bolt.Tx, id uint64) (record, error) {
+	data := tx.Bucket(eventsBucket).Get(idKey(id))
+	if data == nil {
+		return record{}, ErrNotFound
+	}
+	return unmarshalRecord(data)
+}
+
+// unmarshalRecord parses a stored record.
+func unmarshalRecord(data []byte) (record, error) {
+	var r record
+	if err := json.Unmarshal(data, &r); err != nil {
+		return record{}, fmt.Errorf("decode record: %w", err)
+	}
+	return r, nil
+}
+
+// readRecord reads record id, event decoded.
+func readRecord(tx *bolt.Tx, id uint64) (handlers.Record, error) {
+	r, err := getRecord(tx, id)
+	if err != nil {
+		return handlers.Record{}, err
+	}
+	return r.decode(id)
+}
+
+// decodeRecord turns stored data into a handlers.Record.
+func decodeRecord(id uint64, data []byte) (handlers.Record, error) {
+	r, err := unmarshalRecord(data)
+	if err != nil {
+		return handlers.Record{}, err
+	}
+	return r.decode(id)
+}
+
+// pendingMark is the value of pending index entries: non-empty, so that Get
+// tells a present entry from an absent one.
+var pendingMark = []byte{1}
+
+// putRecord writes r and keeps the pending index in step with r.Pending.
+func putRecord(tx *bolt.Tx, id uint64, r record) error {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encode record: %w", err)
+	}
+	key := idKey(id)
+	if err := tx.Bucket(eventsBucket).Put(key, data); err != nil {
+		return err
+	}
+	if len(r.Pending) == 0 {
+		return tx.Bucket(pendingBucket).Delete(key)
+	}
+	return tx.Bucket(pendingBucket).Put(key, pendingMark)
+}
+
+// Append implements handlers.Journal. It records ev as received now (UTC)
+// with hs pending, and assigns the next ID.
+func (db *DB) Append(ctx context.Context, ev handlers.Event, hs []string) (handlers.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return handlers.Record{}, fmt.Errorf("append event: %w", err)
+	}
+	if ev == nil {
+		return handlers.Record{}, errors.New("append event: event is nil")
+	}
+	body, err := handlers.EncodeEvent(ev)
+	if err != nil {
+		return handlers.Record{}, fmt.Errorf("append %s event: %w", ev.Name(), err)
+	}
+	var rec handlers.Record
+	err = db.bolt.Batch(func(tx *bolt.Tx) error {
+		id, err := tx.Bucket(eventsBucket).NextSequence()
+		if err != nil {
+			return err
+		}
+		// Taken inside the transaction, so that IDs and times agree in order.
+		r := record{Received: time.Now().UTC(), Event: body, Pending: slices.Clone(hs)}
+		rec = handlers.Record{ID: id, Received: r.Received, Event: ev, Pending: slices.Clone(hs)}
+		return putRecord(tx, id, r)
+	})
+	if err != nil {
+		return handlers.Record{}, fmt.Errorf("append %s event: %w", ev.Name(), err)
+	}
+	return rec, nil
+}
+
+// Done implements handlers.Journal. It is idempotent: a handler that is not
+// pending is left as it is.
+func (db *DB) Done(ctx context.Context, id uint64, handler string) error {
+	err := db.settle(ctx, id, handler, func(r *record) {
+		r.Pending = slices.DeleteFunc(r.Pending, func(h string) bool { return h == handler })
+	})
+	if err != nil {
+		return fmt.Errorf("mark event %d done for %s: %w", id, handler, err)
+	}
+	return nil
+}
+
+// Fail implements handlers.Journal. It counts the attempt and records cause;
+// a zero retryAt ends handler as failed, a non-zero one schedules the record's
+// next attempt. A handler that is no longer pending is left as it is.
+func (db *DB) Fail(ctx context.Context, id uint64, handler, cause string, retryAt time.Time) error {
+	err := db.settle(ctx, id, handler, func(r *record) {
+		if r.Failed == nil {
+			r.Failed = map[string]string{}
+		}
+		r.Failed[handler] = cause
+		r.Attempts++
+		if retryAt.IsZero() {
+			r.Pending = slices.DeleteFunc(r.Pending, func(h string) bool { return h == handler })
+			return
+		}
+		r.RetryAt = retryAt.UTC()
+	})
+	if err != nil {
+		return fmt.Errorf("mark event %d failed for %s: %w", id, handler, err)
+	}
+	return nil
+}
+
+// settle applies change to record id when handler is pending in it. It runs
+// in a bbolt batch, so that concurrent callers share a commit (and fsync).
+func (db *DB) settle(ctx context.Context, id uint64, handler string, change func(*record)) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return db.bolt.Batch(func(tx *bolt.Tx) error {
+		r, err := getRecord(tx, id)
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(r.Pending, handler) {
+			return nil
+		}
+		change(&r)
+		return putRecord(tx, id, r)
+	})
+}
+
+// Pending implements handlers.Journal. Its cost grows with the number of
+// pending records, not with the journal.
+func (db *DB) Pending(ctx context.Context) ([]handlers.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("list pending events: %w", err)
+	}
+	var recs []handlers.Record
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(pendingBucket).ForEach(func(k, _ []byte) error {
+			id := binary.BigEndian.Uint64(k)
+			rec, err := readRecord(tx, id)
+			if err != nil {
+				return fmt.Errorf("event %d: %w", id, err)
+			}
+			recs = append(recs, rec)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list pending events: %w", err)
+	}
+	return recs, nil
+}
+
+// Event returns the record with the given ID, or an error wrapping
+// ErrNotFound.
+func (db *DB) Event(ctx context.Context, id uint64) (handlers.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return handlers.Record{}, fmt.Errorf("get event %d: %w", id, err)
+	}
+	var rec handlers.Record
+	err := db.bolt.View(func(tx *bolt.Tx) (err error) {
+		rec, err = readRecord(tx, id)
+		return err
+	})
+	if err != nil {
+		return handlers.Record{}, fmt.Errorf("get event %d: %w", id, err)
+	}
+	return rec, nil
+}
+
+// Events lists up to limit records with an ID greater than after, by ID.
+func (db *DB) Events(ctx context.Context, after uint64, limit int) ([]handlers.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("list events: %w", err)
+	}
+	if limit <= 0 {
+		return nil, fmt.Errorf("list events: limit must be positive, got %d", limit)
+	}
+	var recs []handlers.Record
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(eventsBucket).Cursor()
+		k, v := c.Seek(idKey(after))
+		if k != nil && binary.BigEndian.Uint64(k) == after {
+			k, v = c.Next()
+		}
+		for ; k != nil && len(recs) < limit; k, v = c.Next() {
+			id := binary.BigEndian.Uint64(k)
+			rec, err := decodeRecord(id, v)
+			if err != nil {
+				return fmt.Errorf("event %d: %w", id, err)
+			}
+			recs = append(recs, rec)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list events: %w", err)
+	}
+	return recs, nil
+}
+
+// Prune deletes finished records (those with no pending handler) received
+// before now-maxAge, and the oldest finished ones while the journal holds
+// more than maxEvents records. A zero maxAge or maxEvents disables that rule.
+// Records with pending handlers are never deleted. It returns how many
+// records it deleted.
+func (db *DB) Prune(ctx context.Context, now time.Time, maxAge time.Duration, maxEvents int) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("prune events: %w", err)
+	}
+	if maxAge < 0 {
+		return 0, fmt.Errorf("prune events: max age must not be negative, got %s", maxAge)
+	}
+	if maxEvents < 0 {
+		return 0, fmt.Errorf("prune events: max events must not be negative, got %d", maxEvents)
+	}
+	cutoff := now.Add(-maxAge)
+	var removed int
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		events, pending := tx.Bucket(eventsBucket), tx.Bucket(pendingBucket)
+		excess := 0
+		if maxEvents > 0 {
+			excess = events.Stats().KeyN - maxEvents
+		}
+		var doomed [][]byte
+		c := events.Cursor()
+		// Records are in ID order, which is the order they were received.
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if pending.Get(k) != nil {
+				continue
+			}
+			old := false
+			if maxAge > 0 {
+				var r struct {
+					Received time.Time `json:"received"`
+				}
+				if err := json.Unmarshal(v, &r); err != nil {
+					return fmt.Errorf("decode event %d: %w", binary.BigEndian.Uint64(k), err)
+				}
+				old = r.Received.Before(cutoff)
+			}
+			if !old && excess <= 0 {
+				break
+			}
+			doomed = append(doomed, bytes.Clone(k))
+			excess--
+		}
+		for _, k := range doomed {
+			if err := events.Delete(k); err != nil {
+				return err
+			}
+		}
+		removed = len(doomed)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("prune events: %w", err)
+	}
+	return removed, nil
+}
+
+var _ handlers.Journal = (*DB)(nil)
