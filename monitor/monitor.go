@@ -1,0 +1,290 @@
+// Package monitor watches directory trees with fsnotify and turns what happens
+// in them into handlers.FileEvent values for the handler that registered each
+// tree. It keeps one inotify watch per directory, watches new directories as
+// they appear (reporting what they already hold), coalesces events per path,
+// asks the owning handler to resync after an overflow or a restart, and
+// persists its registrations through a Store.
+//
+// Events are hints: a rename is reported as a delete of the old name and a
+// create of the new one, IsDir is reliable on created and modified events but
+// on deleted ones only for directories that were watched, and the handler is
+// expected to reconcile from the state on disk.
+package monitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/sirupsen/logrus"
+
+	"github.com/cowbird-go/cowbird/handlers"
+)
+
+// DefaultDebounce is the coalescing window the daemon uses.
+const DefaultDebounce = 100 * time.Millisecond
+
+// DefaultIgnoreFor is how long an Ignore call holds when Options.IgnoreFor is 0.
+const DefaultIgnoreFor = 2 * time.Second
+
+// Registration asks for the events under Path to go to Handler: all of the
+// tree when Recursive, else only the direct children of Path.
+type Registration struct {
+	Path      string `json:"path"`
+	Handler   string `json:"handler"`
+	Recursive bool   `json:"recursive"`
+}
+
+// Store persists registrations; main adapts store.DB to it.
+type Store interface {
+	// SaveRegistration inserts or replaces the registration of (Path, Handler).
+	SaveRegistration(ctx context.Context, r Registration) error
+	// DeleteRegistration removes the registration of (path, handler), if any.
+	DeleteRegistration(ctx context.Context, path, handler string) error
+	// Registrations lists every stored registration.
+	Registrations(ctx context.Context) ([]Registration, error)
+}
+
+// Options configures a Monitor.
+type Options struct {
+	// Sink receives every file event (required); main routes it to the
+	// dispatcher. An error is logged and the monitor goes on.
+	Sink func(ctx context.Context, ev handlers.FileEvent) error
+	// Resync asks the owning handler to reconcile a registration's tree. It
+	// is called for every registration when Run starts (to catch up on what
+	// changed while stopped) and after an inotify overflow. Optional.
+	Resync func(ctx context.Context, r Registration) error
+	// Store persists registrations; nil keeps them in memory only.
+	Store Store
+	// Log receives the monitor's logs; nil discards them.
+	Log *logrus.Entry
+	// Debounce is the per-path coalescing window; 0 delivers every event at
+	// once. The daemon uses DefaultDebounce.
+	Debounce time.Duration
+	// IgnoreFor is how long an Ignore call suppresses matching events;
+	// 0 means DefaultIgnoreFor.
+	IgnoreFor time.Duration
+}
+
+// Stats are the monitor's counters, for metrics.
+type Stats struct {
+	// Watches is the number of inotify watches in use.
+	Watches int
+	// Overflows counts inotify queue overflows (each one triggers resyncs).
+	Overflows uint64
+	// Events counts the file events delivered to the sink.
+	Events uint64
+	// HandlerErrors counts the sink and resync calls that returned an error.
+	HandlerErrors uint64
+	// WatchLimitErrors counts watches refused because the inotify watch
+	// limit (fs.inotify.max_user_watches) was reached.
+	WatchLimitErrors uint64
+}
+
+// Monitor watches the registered trees. Its methods are safe for concurrent
+// use; Run processes the events.
+type Monitor struct {
+	opts   Options
+	log    *logrus.Entry
+	inject chan error // fed to the event loop as if from fsnotify (tests)
+
+	mu       sync.Mutex
+	regs     map[regKey]Registration
+	watcher  *fsnotify.Watcher       // nil unless Run is running
+	dirs     map[string]bool         // directories watched
+	ignores  map[ignoreKey]time.Time // (path, op) -> suppressed until
+	maxWatch int                     // fs.inotify.max_user_watches, 0 if unknown
+
+	overflows, events, handlerErrors, limitErrors atomic.Uint64
+}
+
+type regKey struct{ path, handler string }
+
+type ignoreKey struct {
+	path string
+	op   handlers.FileOp
+}
+
+// New returns a monitor; call Run to start watching.
+func New(opts Options) *Monitor {
+	if opts.IgnoreFor <= 0 {
+		opts.IgnoreFor = DefaultIgnoreFor
+	}
+	log := opts.Log
+	if log == nil {
+		l := logrus.New()
+		l.SetOutput(io.Discard)
+		log = logrus.NewEntry(l)
+	}
+	return &Monitor{
+		opts:    opts,
+		log:     log,
+		inject:  make(chan error),
+		regs:    map[regKey]Registration{},
+		dirs:    map[string]bool{},
+		ignores: map[ignoreKey]time.Time{},
+	}
+}
+
+// Register starts watching path for handler and persists the registration.
+// The path must be an existing directory. A recursive registration is never
+// downgraded by a non-recursive one for the same (path, handler). Register
+// does not resync: the caller knows what the tree holds.
+func (m *Monitor) Register(ctx context.Context, path, handler string, recursive bool) error {
+	if handler == "" {
+		return fmt.Errorf("register %s: handler name is empty", path)
+	}
+	path, err := cleanPath(path)
+	if err != nil {
+		return fmt.Errorf("register %s for %s: %w", path, handler, err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("register %s for %s: %w", path, handler, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("register %s for %s: not a directory", path, handler)
+	}
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := regKey{path, handler}
+	r := Registration{Path: path, Handler: handler, Recursive: recursive || m.regs[k].Recursive}
+	if m.opts.Store != nil {
+		if err := m.opts.Store.SaveRegistration(ctx, r); err != nil {
+			return fmt.Errorf("register %s for %s: save: %w", path, handler, err)
+		}
+	}
+	m.regs[k] = r
+	if m.watcher == nil {
+		return nil
+	}
+	if _, err := m.watchLocked(r.Path, r.Recursive, false); err != nil {
+		return fmt.Errorf("register %s for %s: %w", path, handler, err)
+	}
+	return nil
+}
+
+// Unregister stops watching path for handler and deletes the stored
+// registration. Unregistering what is not registered is not an error.
+func (m *Monitor) Unregister(ctx context.Context, path, handler string) error {
+	path, err := cleanPath(path)
+	if err != nil {
+		return fmt.Errorf("unregister %s for %s: %w", path, handler, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.opts.Store != nil {
+		if err := m.opts.Store.DeleteRegistration(ctx, path, handler); err != nil {
+			return fmt.Errorf("unregister %s for %s: delete: %w", path, handler, err)
+		}
+	}
+	delete(m.regs, regKey{path, handler})
+	for dir := range m.dirs {
+		if want, _ := m.watchModeLocked(dir); !want {
+			m.unwatchLocked(dir)
+		}
+	}
+	return nil
+}
+
+// Registrations lists the registrations in memory, by handler then path.
+func (m *Monitor) Registrations() []Registration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.sortedRegsLocked()
+}
+
+// Ignore suppresses every event with op on path, for every handler, during
+// Options.IgnoreFor. A handler calls it before it writes into a watched tree,
+// so that its own writes do not come back as events.
+func (m *Monitor) Ignore(path string, op handlers.FileOp) {
+	path, err := cleanPath(path)
+	if err != nil {
+		return // such a path cannot be watched either
+	}
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k, until := range m.ignores {
+		if !now.Before(until) {
+			delete(m.ignores, k)
+		}
+	}
+	m.ignores[ignoreKey{path, op}] = now.Add(m.opts.IgnoreFor)
+}
+
+// Stats returns the current counters.
+func (m *Monitor) Stats() Stats {
+	m.mu.Lock()
+	watches := len(m.dirs)
+	m.mu.Unlock()
+	return Stats{
+		Watches:          watches,
+		Overflows:        m.overflows.Load(),
+		Events:           m.events.Load(),
+		HandlerErrors:    m.handlerErrors.Load(),
+		WatchLimitErrors: m.limitErrors.Load(),
+	}
+}
+
+func (m *Monitor) sortedRegsLocked() []Registration {
+	out := make([]Registration, 0, len(m.regs))
+	for _, r := range m.regs {
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b Registration) int {
+		if c := strings.Compare(a.Handler, b.Handler); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Path, b.Path)
+	})
+	return out
+}
+
+// watchModeLocked reports whether some registration needs dir watched, and
+// whether one needs its whole subtree watched.
+func (m *Monitor) watchModeLocked(dir string) (want, recursive bool) {
+	for _, r := range m.regs {
+		if r.Recursive && (r.Path == dir || under(dir, r.Path)) {
+			return true, true
+		}
+		want = want || r.Path == dir
+	}
+	return want, false
+}
+
+// ignoredLocked reports whether an Ignore call covers (path, op) now.
+func (m *Monitor) ignoredLocked(path string, op handlers.FileOp, now time.Time) bool {
+	until, ok := m.ignores[ignoreKey{path, op}]
+	return ok && now.Before(until)
+}
+
+// matches reports whether an event on p belongs to registration r.
+func (r Registration) matches(p string) bool {
+	if r.Recursive {
+		return under(p, r.Path)
+	}
+	return filepath.Dir(p) == r.Path
+}
+
+// under reports whether p is strictly below dir.
+func under(p, dir string) bool {
+	return len(p) > len(dir) && strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/")
+}
+
+func cleanPath(p string) (string, error) {
+	if p == "" {
+		return "", errors.New("path is empty")
+	}
+	return filepath.Abs(p)
+}
