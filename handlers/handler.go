@@ -57,3 +57,11 @@ func (e *HandlerError) Error() string { return e.Handler + ": " + e.Err.Error() 
 
 // Unwrap returns the handler's error.
 func (e *HandlerError) Unwrap() error { return e.Err }
+
+// Named is a handler with no capability, such as Thredds and Nginx: the
+// dispatcher logs the original's "not implemented" line for each of its
+// events and its resync.
+type Named string
+
+// Name implements Handler.
+func (n Named) Name() string { return string(n) }
