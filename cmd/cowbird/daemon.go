@@ -1,0 +1,295 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/cowbird-go/cowbird/api"
+	"github.com/cowbird-go/cowbird/catalog"
+	"github.com/cowbird-go/cowbird/config"
+	"github.com/cowbird-go/cowbird/handlers"
+	"github.com/cowbird-go/cowbird/monitor"
+	"github.com/cowbird-go/cowbird/store"
+)
+
+// daemon is the wired application: it is built by newDaemon and torn down
+// by run when its context ends.
+type daemon struct {
+	log      *logrus.Entry
+	settings config.Settings
+	cfg      *config.Config
+	db       *store.DB
+	mon      *monitor.Monitor
+	disp     *handlers.Dispatcher
+	srv      *api.Server
+	ready    atomic.Bool
+	cleanups []func() error // run in reverse order by close
+}
+
+// newDaemon loads the configuration and opens the state; errors in the
+// configuration are usage errors (exit 2).
+func newDaemon(o serveOptions, base *logrus.Logger, out io.Writer, addr *net.TCPAddr) (*daemon, error) {
+	settings, err := config.LoadSettings(os.LookupEnv)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("settings: %w", err)}
+	}
+	configureLogger(base, settings)
+	log := logrus.NewEntry(base)
+	d := &daemon{log: log, settings: settings}
+
+	path := o.configPath
+	if o.demo {
+		demo, err := startDemo(o.demoDir, fmt.Sprintf("http://127.0.0.1:%d", addr.Port), out, log.WithField("component", "demo"))
+		if err != nil {
+			return nil, fmt.Errorf("demo: %w", err)
+		}
+		d.cleanups = append(d.cleanups, demo.close)
+		path = demo.configPath
+	}
+	if path == "" {
+		path = settings.ConfigPath
+	}
+	if path == "" {
+		return nil, usageError{errors.New("no configuration: give --config, set COWBIRD_CONFIG_PATH, or use --demo")}
+	}
+	cfg, err := config.Load(path, log.WithField("config", path))
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
+		return nil, errors.Join(usageError{fmt.Errorf("config %s: %w", path, err)}, d.close())
+	}
+	d.cfg = cfg
+	if d.settings.URL == "" {
+		d.settings.URL = localURL(addr)
+		log.WithField("url", d.settings.URL).Warn("COWBIRD_URL is not set: using the listen address")
+	}
+
+	if d.db, err = store.Open(o.dataDir); err != nil {
+		return nil, errors.Join(err, d.close())
+	}
+	d.cleanups = append(d.cleanups, d.db.Close)
+
+	d.mon = monitor.New(monitor.Options{
+		Sink:     d.fileEvent,
+		Resync:   d.resyncWatch,
+		Store:    monitorStore{d.db},
+		Log:      log.WithField("component", "monitor"),
+		Debounce: monitor.DefaultDebounce,
+	})
+	newHandler := d.newHandler
+	if o.newHandler != nil {
+		newHandler = o.newHandler
+	}
+	reg, err := d.buildRegistry(newHandler)
+	if err != nil {
+		return nil, errors.Join(usageError{err}, d.close())
+	}
+	d.disp = handlers.NewDispatcher(reg, log.WithField("component", "dispatch"), handlers.Options{
+		Journal: d.db,
+		Observe: func(h string, ev handlers.Event, took time.Duration, err error) {
+			d.srv.ObserveDispatch(h, ev, took, err)
+		},
+	})
+	d.srv = api.New(api.Options{
+		Registry:        reg,
+		Dispatcher:      d.disp,
+		URL:             d.settings.URL,
+		Version:         APIVersion,
+		DaemonVersion:   version,
+		Prefix:          cfg.Daemon.URLPrefix,
+		BodyLimit:       cfg.Daemon.BodyLimit,
+		DispatchTimeout: cfg.Daemon.DispatchTimeout,
+		CallbackClient:  outboundClient(d.settings),
+		Ready:           d.readiness,
+		Log:             log.WithField("component", "api"),
+	})
+	return d, nil
+}
+
+// buildRegistry instantiates every active configured handler; the table
+// below is the one place that knows the handler names.
+func (d *daemon) buildRegistry(newHandler func(config.HandlerConfig) (handlers.Handler, error)) (*handlers.Registry, error) {
+	var regs []handlers.Registration
+	var errs []error
+	for _, hc := range d.cfg.Handlers {
+		reg := handlers.Registration{Active: hc.Active, Priority: hc.Priority, Handler: handlers.Named(hc.Name)}
+		if hc.Active {
+			h, err := newHandler(hc)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("handler %s: %w", hc.Name, err))
+				continue
+			}
+			reg.Handler = h
+		}
+		regs = append(regs, reg)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return handlers.NewRegistry(regs...)
+}
+
+func (d *daemon) newHandler(hc config.HandlerConfig) (handlers.Handler, error) {
+	log := d.log.WithField("handler", hc.Name)
+	switch hc.Name {
+	case catalog.Name:
+		return catalog.New(hc.Catalog.WorkspaceDir, d.mon, log), nil
+	case "Thredds", "Nginx":
+		return handlers.Named(hc.Name), nil
+	default:
+		log.Errorf("the %s handler is not implemented yet in this build: its events are only logged", hc.Name)
+		return handlers.Named(hc.Name), nil
+	}
+}
+
+// fileEvent routes a monitor event to the dispatcher.
+func (d *daemon) fileEvent(ctx context.Context, ev handlers.FileEvent) error {
+	return d.disp.Dispatch(ctx, ev)
+}
+
+// resyncWatch is called by the monitor for a watched root that needs a
+// reconcile (start-up catch-up, inotify overflow).
+func (d *daemon) resyncWatch(ctx context.Context, r monitor.Registration) error {
+	if errors.Is(d.disp.Resync(ctx, r.Handler), handlers.ErrNoHandler) {
+		d.log.WithFields(logrus.Fields{"handler": r.Handler, "path": r.Path}).Warn("watch of an inactive handler: no reconcile")
+	}
+	return nil
+}
+
+func (d *daemon) readiness() error {
+	if !d.ready.Load() {
+		return errors.New("starting: journal replay and watches not established yet")
+	}
+	return nil
+}
+
+// run serves on ln until ctx ends, then stops HTTP, the monitor and the
+// dispatcher, drains, and closes the state database.
+func (d *daemon) run(ctx context.Context, ln net.Listener, ready func(addr string)) error {
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	goRun := func(name string, fn func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(workCtx); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+				mu.Unlock()
+				stopWork()
+			}
+		}()
+	}
+	goRun("dispatcher", d.disp.Run)
+	goRun("monitor", d.mon.Run)
+	goRun("journal retention", d.pruneJournal)
+	d.ready.Store(true)
+
+	httpDone := make(chan error, 1)
+	httpCtx, stopHTTP := context.WithCancel(ctx)
+	defer stopHTTP()
+	go func() { httpDone <- d.srv.Serve(httpCtx, ln) }()
+	ready(ln.Addr().String())
+
+	select {
+	case <-ctx.Done():
+		d.log.Info("shutting down")
+	case <-workCtx.Done():
+	}
+	d.ready.Store(false)
+	stopHTTP()
+	if err := <-httpDone; err != nil {
+		errs = append(errs, fmt.Errorf("http: %w", err))
+	}
+	stopWork()
+	wg.Wait()
+	return errors.Join(append(errs, d.close())...)
+}
+
+// pruneJournal bounds the journal's finished events, hourly.
+func (d *daemon) pruneJournal(ctx context.Context) error {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		n, err := d.db.Prune(ctx, time.Now(), d.cfg.Daemon.JournalRetention, d.cfg.Daemon.JournalMaxEvents)
+		if err != nil && ctx.Err() == nil {
+			d.log.WithError(err).Warn("journal retention")
+		} else if n > 0 {
+			d.log.WithField("events", n).Info("journal pruned")
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// close runs the cleanups in reverse order.
+func (d *daemon) close() error {
+	var errs []error
+	for i := len(d.cleanups) - 1; i >= 0; i-- {
+		errs = append(errs, d.cleanups[i]())
+	}
+	d.cleanups = nil
+	return errors.Join(errs...)
+}
+
+func configureLogger(l *logrus.Logger, s config.Settings) {
+	l.SetLevel(s.LogLevel)
+	if s.LogFormat == "json" {
+		l.SetFormatter(&logrus.JSONFormatter{})
+	}
+}
+
+// outboundClient is the HTTP client of outbound calls: COWBIRD_REQUEST_TIMEOUT
+// and COWBIRD_SSL_VERIFY apply.
+func outboundClient(s config.Settings) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if !s.SSLVerify {
+		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // operator's choice (COWBIRD_SSL_VERIFY=false)
+	}
+	return &http.Client{Timeout: s.RequestTimeout, Transport: tr}
+}
+
+// localURL is the URL of the daemon on this host.
+func localURL(addr *net.TCPAddr) string {
+	return fmt.Sprintf("http://localhost:%d", addr.Port)
+}
+
+// monitorStore adapts store.DB to monitor.Store.
+type monitorStore struct{ db *store.DB }
+
+func (s monitorStore) SaveRegistration(ctx context.Context, r monitor.Registration) error {
+	return s.db.PutMonitor(ctx, store.Monitor{Path: r.Path, Handler: r.Handler, Recursive: r.Recursive})
+}
+
+func (s monitorStore) DeleteRegistration(ctx context.Context, path, handler string) error {
+	return s.db.DeleteMonitor(ctx, handler, path)
+}
+
+func (s monitorStore) Registrations(ctx context.Context) ([]monitor.Registration, error) {
+	ms, err := s.db.Monitors(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]monitor.Registration, len(ms))
+	for i, m := range ms {
+		out[i] = monitor.Registration{Path: m.Path, Handler: m.Handler, Recursive: m.Recursive}
+	}
+	return out, nil
+}

@@ -1,0 +1,84 @@
+// Command cowbird is the bird-house synchronization daemon: it receives
+// Magpie webhooks and file events and keeps user workspaces, WPS-output
+// hardlinks, file modes, GeoServer and Magpie permissions consistent.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes (DESIGN.md): 0 ok, 1 runtime failure, 2 usage or config error.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+// APIVersion is the Cowbird REST API version this daemon is compatible with.
+const APIVersion = "2.6.0"
+
+// version is the daemon's own version, set at build time with
+// -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+// usageError marks errors that exit with code 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// run executes the command line and returns the process exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	root := newRootCmd(stdout, stderr)
+	root.SetArgs(args)
+	err := root.Execute()
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintln(stderr, "cowbird:", err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		return exitUsage
+	}
+	return exitFailure
+}
+
+func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "cowbird",
+		Short:         "Event-driven synchronization daemon for bird-house",
+		Version:       fmt.Sprintf("%s (Cowbird API %s)", version, APIVersion),
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(
+		newServeCmd(),
+		newConfigCmd(),
+		newHandlersCmd(),
+		newVersionCmd(),
+		newHealthcheckCmd(),
+	)
+	return root
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the daemon version and the Cowbird API version it implements",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintf(cmd.OutOrStdout(), "cowbird %s (Cowbird API %s)\n", version, APIVersion)
+			return nil
+		},
+	}
+}
