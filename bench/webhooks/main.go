@@ -68,7 +68,7 @@ func run(bin string, clients, total int) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	daemon := exec.CommandContext(ctx, bin, "serve", "--config", cfg, "--addr", addr, "--data-dir", filepath.Join(dir, "data"))
-	daemon.Env = append(os.Environ(), "COWBIRD_LOG_LEVEL=warning")
+	daemon.Env = append(os.Environ(), "COWBIRD_LOG_LEVEL=error")
 	daemon.Stderr = os.Stderr
 	if err := daemon.Start(); err != nil {
 		return fmt.Errorf("start cowbird: %w", err)
