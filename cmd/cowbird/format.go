@@ -117,13 +117,18 @@ func nonNil(s []string) []string {
 	return s
 }
 
+// quote is s as a JSON string, without HTML escaping (as Python's json).
 func quote(s string) string {
-	b, _ := json.Marshal(s)
-	return string(b)
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s)
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "    ")
+	enc.SetEscapeHTML(false)
 	return enc.Encode(v)
 }
