@@ -105,6 +105,8 @@ type Monitor struct {
 	maxWatch int                     // fs.inotify.max_user_watches, 0 if unknown
 
 	overflows, events, handlerErrors, limitErrors atomic.Uint64
+	started                                       chan struct{}
+	startOnce                                     sync.Once
 }
 
 type regKey struct{ path, handler string }
@@ -132,8 +134,13 @@ func New(opts Options) *Monitor {
 		regs:    map[regKey]Registration{},
 		dirs:    map[string]bool{},
 		ignores: map[ignoreKey]time.Time{},
+		started: make(chan struct{}),
 	}
 }
+
+// Started is closed once Run has established the watches of the stored
+// registrations (readiness).
+func (m *Monitor) Started() <-chan struct{} { return m.started }
 
 // Register starts watching path for handler and persists the registration.
 // The path must be an existing directory. A recursive registration is never

@@ -54,6 +54,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 	regs := m.rewatch()
 	m.log.WithFields(logrus.Fields{"max_user_watches": m.maxWatch, "watches": m.Stats().Watches}).
 		Info("inotify watch budget")
+	m.startOnce.Do(func() { close(m.started) })
 	for _, r := range regs {
 		m.resync(ctx, r)
 	}

@@ -169,8 +169,13 @@ func (d *daemon) resyncWatch(ctx context.Context, r monitor.Registration) error 
 }
 
 func (d *daemon) readiness() error {
+	select {
+	case <-d.mon.Started():
+	default:
+		return errors.New("starting: watches not established yet")
+	}
 	if !d.ready.Load() {
-		return errors.New("starting: journal replay and watches not established yet")
+		return errors.New("not serving")
 	}
 	return nil
 }

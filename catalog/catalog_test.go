@@ -1,0 +1,151 @@
+package catalog
+
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/cowbird-go/cowbird/handlers"
+	"github.com/cowbird-go/cowbird/monitor"
+	"github.com/cowbird-go/cowbird/store"
+)
+
+// dbStore adapts store.DB to monitor.Store, as cmd/cowbird does.
+type dbStore struct{ db *store.DB }
+
+func (s dbStore) SaveRegistration(ctx context.Context, r monitor.Registration) error {
+	return s.db.PutMonitor(ctx, store.Monitor{Path: r.Path, Handler: r.Handler, Recursive: r.Recursive})
+}
+
+func (s dbStore) DeleteRegistration(ctx context.Context, path, handler string) error {
+	return s.db.DeleteMonitor(ctx, handler, path)
+}
+
+func (s dbStore) Registrations(ctx context.Context) ([]monitor.Registration, error) {
+	ms, err := s.db.Monitors(ctx)
+	var out []monitor.Registration
+	for _, m := range ms {
+		out = append(out, monitor.Registration{Path: m.Path, Handler: m.Handler, Recursive: m.Recursive})
+	}
+	return out, err
+}
+
+func quiet() *logrus.Entry {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return logrus.NewEntry(l)
+}
+
+// running is a monitor whose events reach a Catalog handler and a channel.
+type running struct {
+	mon    *monitor.Monitor
+	events chan handlers.FileEvent
+	stop   func()
+}
+
+func start(t *testing.T, dataDir string) *running {
+	t.Helper()
+	db, err := store.Open(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &running{events: make(chan handlers.FileEvent, 100)}
+	r.mon = monitor.New(monitor.Options{
+		Store: dbStore{db},
+		Log:   quiet(),
+		Sink: func(_ context.Context, ev handlers.FileEvent) error {
+			r.events <- ev
+			return nil
+		},
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = r.mon.Run(ctx); close(done) }()
+	select {
+	case <-r.mon.Started():
+	case <-time.After(10 * time.Second):
+		t.Fatal("monitor did not start")
+	}
+	var once sync.Once
+	r.stop = func() {
+		once.Do(func() {
+			cancel()
+			<-done
+			_ = db.Close()
+		})
+	}
+	t.Cleanup(r.stop)
+	return r
+}
+
+func (r *running) expect(t *testing.T, path string) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case ev := <-r.events:
+			if ev.Path == path && ev.Op == handlers.FileCreated && ev.Handler == Name {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no created event for %s", path)
+		}
+	}
+}
+
+func TestCatalogWatchLifecycle(t *testing.T) {
+	root, data := t.TempDir(), t.TempDir()
+	ws := filepath.Join(root, "alice")
+	if err := os.Mkdir(ws, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+
+	r := start(t, data)
+	h := New(root, r.mon, quiet())
+	if err := h.UserCreated(ctx, handlers.UserEvent{Action: handlers.Created, UserName: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	// No workspace yet: a warning, not a failure, and no watch.
+	if err := h.UserCreated(ctx, handlers.UserEvent{Action: handlers.Created, UserName: "bob"}); err != nil {
+		t.Fatalf("missing workspace: %v", err)
+	}
+	want := []monitor.Registration{{Path: ws, Handler: Name, Recursive: true}}
+	if got := r.mon.Registrations(); len(got) != 1 || got[0] != want[0] {
+		t.Fatalf("registrations = %v, want %v", got, want)
+	}
+	if err := os.MkdirAll(filepath.Join(ws, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r.expect(t, filepath.Join(ws, "sub"))
+
+	// The watch survives a restart.
+	r.stop()
+	r2 := start(t, data)
+	if got := r2.mon.Registrations(); len(got) != 1 || got[0] != want[0] {
+		t.Fatalf("registrations after restart = %v, want %v", got, want)
+	}
+	if err := os.WriteFile(filepath.Join(ws, "sub", "new.nc"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r2.expect(t, filepath.Join(ws, "sub", "new.nc"))
+
+	h2 := New(root, r2.mon, quiet())
+	if err := h2.UserDeleted(ctx, handlers.UserEvent{Action: handlers.Deleted, UserName: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := r2.mon.Registrations(); len(got) != 0 {
+		t.Fatalf("registrations after user_deleted = %v", got)
+	}
+	r2.stop()
+	r3 := start(t, data)
+	if got := r3.mon.Registrations(); len(got) != 0 {
+		t.Fatalf("registration came back after restart: %v", got)
+	}
+}
