@@ -58,7 +58,7 @@ func Open(dir string) (*DB, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	err = bdb.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{eventsBucket, pendingBucket, monitorsBucket, actionsBucket, actionRequestsBucket, actionLogsBucket} {
+		for _, name := range [][]byte{eventsBucket, pendingBucket, monitorsBucket, actionsBucket, actionRequestsBucket, actionLogsBucket, jobsBucket} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}
