@@ -18,7 +18,9 @@ import (
 	"github.com/cowbird-go/cowbird/api"
 	"github.com/cowbird-go/cowbird/catalog"
 	"github.com/cowbird-go/cowbird/config"
+	"github.com/cowbird-go/cowbird/geoserver"
 	"github.com/cowbird-go/cowbird/handlers"
+	"github.com/cowbird-go/cowbird/magpie"
 	"github.com/cowbird-go/cowbird/monitor"
 	"github.com/cowbird-go/cowbird/store"
 )
@@ -35,6 +37,9 @@ type daemon struct {
 	srv      *api.Server
 	ready    atomic.Bool
 	cleanups []func() error // run in reverse order by close
+	// services run beside the HTTP server until shutdown (job runners).
+	services map[string]func(context.Context) error
+	magpie   *magpie.Client // nil when no Magpie handler is configured
 }
 
 // newDaemon loads the configuration and opens the state; errors in the
@@ -46,7 +51,7 @@ func newDaemon(o serveOptions, base *logrus.Logger, out io.Writer, addr *net.TCP
 	}
 	configureLogger(base, settings)
 	log := logrus.NewEntry(base)
-	d := &daemon{log: log, settings: settings}
+	d := &daemon{log: log, settings: settings, services: map[string]func(context.Context) error{}}
 
 	path := o.configPath
 	if o.demo {
@@ -88,6 +93,7 @@ func newDaemon(o serveOptions, base *logrus.Logger, out io.Writer, addr *net.TCP
 		Log:      log.WithField("component", "monitor"),
 		Debounce: monitor.DefaultDebounce,
 	})
+	d.magpie = newMagpieClient(cfg, d.settings, log)
 	newHandler := d.newHandler
 	if o.newHandler != nil {
 		newHandler = o.newHandler
@@ -148,10 +154,55 @@ func (d *daemon) newHandler(hc config.HandlerConfig) (handlers.Handler, error) {
 		return catalog.New(hc.Catalog.WorkspaceDir, d.mon, log), nil
 	case "Thredds", "Nginx":
 		return handlers.Named(hc.Name), nil
+	case "Magpie":
+		h, err := magpie.NewHandler(d.cfg.SyncPoints, d.magpie, log)
+		if err != nil {
+			return nil, err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), d.settings.RequestTimeout*3)
+		defer cancel()
+		if err := h.Validate(ctx); err != nil {
+			if !handlers.IsTransient(err) {
+				return nil, err
+			}
+			log.WithError(err).Warn("Magpie unreachable: sync_permissions service types not checked against Magpie")
+		}
+		return h, nil
+	case geoserver.HandlerName:
+		if d.magpie == nil {
+			return nil, errors.New("the Geoserver handler needs the Magpie handler's url and credentials")
+		}
+		c := hc.Geoserver
+		gs := geoserver.NewClient(geoserver.ClientOptions{
+			URL: c.URL, User: c.AdminUser, Password: c.AdminPassword.Reveal(),
+			HTTPClient: outboundClient(d.settings), Log: log,
+		})
+		jobs := geoserver.NewJobs(d.db, geoserver.JobsOptions{Log: log.WithField("component", "jobs")})
+		h, err := geoserver.New(*c, gs, d.magpie, d.mon, jobs, log,
+			geoserver.Options{AdminUID: d.settings.AdminUID, AdminGID: d.settings.AdminGID})
+		if err != nil {
+			return nil, err
+		}
+		d.cleanups = append(d.cleanups, h.Close)
+		d.services["geoserver jobs"] = jobs.Run
+		return h, nil
 	default:
 		log.Errorf("the %s handler is not implemented yet in this build: its events are only logged", hc.Name)
 		return handlers.Named(hc.Name), nil
 	}
+}
+
+// newMagpieClient is the Magpie client every handler shares, from the Magpie
+// handler's url and credentials; nil when none is configured.
+func newMagpieClient(cfg *config.Config, s config.Settings, log *logrus.Entry) *magpie.Client {
+	hc, ok := cfg.Handler("Magpie")
+	if !ok || hc.Magpie == nil || hc.Magpie.URL == "" {
+		return nil
+	}
+	return magpie.NewClient(magpie.ClientOptions{
+		URL: hc.Magpie.URL, AdminUser: hc.Magpie.AdminUser, AdminPassword: hc.Magpie.AdminPassword.Reveal(),
+		HTTPClient: outboundClient(s), Log: log.WithField("component", "magpie"),
+	})
 }
 
 // fileEvent routes a monitor event to the dispatcher.
@@ -202,6 +253,9 @@ func (d *daemon) run(ctx context.Context, ln net.Listener, ready func(addr strin
 	goRun("dispatcher", d.disp.Run)
 	goRun("monitor", d.mon.Run)
 	goRun("journal retention", d.pruneJournal)
+	for name, fn := range d.services {
+		goRun(name, fn)
+	}
 	d.ready.Store(true)
 
 	httpDone := make(chan error, 1)
