@@ -39,7 +39,9 @@ type daemon struct {
 	cleanups []func() error // run in reverse order by close
 	// services run beside the HTTP server until shutdown (job runners).
 	services map[string]func(context.Context) error
-	magpie   *magpie.Client // nil when no Magpie handler is configured
+	magpie   *magpie.Client  // nil when no Magpie handler is configured
+	gsJobs   *geoserver.Jobs // nil when no Geoserver handler is active
+	outbound *outboundMetrics
 }
 
 // newDaemon loads the configuration and opens the state; errors in the
@@ -51,7 +53,8 @@ func newDaemon(o serveOptions, base *logrus.Logger, out io.Writer, addr *net.TCP
 	}
 	configureLogger(base, settings)
 	log := logrus.NewEntry(base)
-	d := &daemon{log: log, settings: settings, services: map[string]func(context.Context) error{}}
+	d := &daemon{log: log, settings: settings, services: map[string]func(context.Context) error{},
+		outbound: newOutboundMetrics()}
 
 	path := o.configPath
 	if o.demo {
@@ -93,7 +96,7 @@ func newDaemon(o serveOptions, base *logrus.Logger, out io.Writer, addr *net.TCP
 		Log:      log.WithField("component", "monitor"),
 		Debounce: monitor.DefaultDebounce,
 	})
-	d.magpie = newMagpieClient(cfg, d.settings, log)
+	d.magpie = newMagpieClient(cfg, d.outbound.client("magpie", outboundClient(d.settings)), log)
 	newHandler := d.newHandler
 	if o.newHandler != nil {
 		newHandler = o.newHandler
@@ -108,7 +111,7 @@ func newDaemon(o serveOptions, base *logrus.Logger, out io.Writer, addr *net.TCP
 			d.srv.ObserveDispatch(h, ev, took, err)
 		},
 	})
-	d.srv = api.New(api.Options{
+	srv := api.New(api.Options{
 		Registry:        reg,
 		Dispatcher:      d.disp,
 		URL:             d.settings.URL,
@@ -121,6 +124,8 @@ func newDaemon(o serveOptions, base *logrus.Logger, out io.Writer, addr *net.TCP
 		Ready:           d.readiness,
 		Log:             log.WithField("component", "api"),
 	})
+	srv.Metrics().MustRegister(append(stateCollectors(d.mon, d.db, d.gsJobs), d.outbound.requests, d.outbound.duration)...)
+	d.srv = srv
 	return d, nil
 }
 
@@ -175,7 +180,7 @@ func (d *daemon) newHandler(hc config.HandlerConfig) (handlers.Handler, error) {
 		c := hc.Geoserver
 		gs := geoserver.NewClient(geoserver.ClientOptions{
 			URL: c.URL, User: c.AdminUser, Password: c.AdminPassword.Reveal(),
-			HTTPClient: outboundClient(d.settings), Log: log,
+			HTTPClient: d.outbound.client("geoserver", outboundClient(d.settings)), Log: log,
 		})
 		jobs := geoserver.NewJobs(d.db, geoserver.JobsOptions{Log: log.WithField("component", "jobs")})
 		h, err := geoserver.New(*c, gs, d.magpie, d.mon, jobs, log,
@@ -185,6 +190,7 @@ func (d *daemon) newHandler(hc config.HandlerConfig) (handlers.Handler, error) {
 		}
 		d.cleanups = append(d.cleanups, h.Close)
 		d.services["geoserver jobs"] = jobs.Run
+		d.gsJobs = jobs
 		return h, nil
 	default:
 		log.Errorf("the %s handler is not implemented yet in this build: its events are only logged", hc.Name)
@@ -194,14 +200,14 @@ func (d *daemon) newHandler(hc config.HandlerConfig) (handlers.Handler, error) {
 
 // newMagpieClient is the Magpie client every handler shares, from the Magpie
 // handler's url and credentials; nil when none is configured.
-func newMagpieClient(cfg *config.Config, s config.Settings, log *logrus.Entry) *magpie.Client {
-	hc, ok := cfg.Handler("Magpie")
-	if !ok || hc.Magpie == nil || hc.Magpie.URL == "" {
+func newMagpieClient(cfg *config.Config, hc *http.Client, log *logrus.Entry) *magpie.Client {
+	mc, ok := cfg.Handler("Magpie")
+	if !ok || mc.Magpie == nil || mc.Magpie.URL == "" {
 		return nil
 	}
 	return magpie.NewClient(magpie.ClientOptions{
-		URL: hc.Magpie.URL, AdminUser: hc.Magpie.AdminUser, AdminPassword: hc.Magpie.AdminPassword.Reveal(),
-		HTTPClient: outboundClient(s), Log: log.WithField("component", "magpie"),
+		URL: mc.Magpie.URL, AdminUser: mc.Magpie.AdminUser, AdminPassword: mc.Magpie.AdminPassword.Reveal(),
+		HTTPClient: hc, Log: log.WithField("component", "magpie"),
 	})
 }
 

@@ -238,6 +238,25 @@ func TestEndToEndWebhooks(t *testing.T) {
 	if got := d.calls.get(); !slices.Equal(got, want) {
 		t.Fatalf("handler calls =\n%v\nwant\n%v", got, want)
 	}
+
+	resp, err = http.Get(d.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, name := range []string{
+		`cowbird_events_received_total{event="user_created"} 1`,
+		`cowbird_handler_calls_total{event="permission_deleted",handler="Magpie",outcome="ok"} 1`,
+		`cowbird_dispatch_duration_seconds_count{handler="FileSystem"} 2`,
+		`cowbird_events_rejected_total{code="422",route="/webhooks/users"} 3`,
+		"cowbird_http_requests_total", "cowbird_inotify_watches", "cowbird_inotify_overflows_total",
+		"cowbird_journal_pending_events 0", "process_resident_memory_bytes",
+	} {
+		if !strings.Contains(string(metrics), name) {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
 }
 
 func TestEndToEndFailureCallsBack(t *testing.T) {

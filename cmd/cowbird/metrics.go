@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cowbird-go/cowbird/geoserver"
+	"github.com/cowbird-go/cowbird/monitor"
+	"github.com/cowbird-go/cowbird/store"
+)
+
+// outboundMetrics count and time the daemon's calls to Magpie and GeoServer.
+type outboundMetrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+func newOutboundMetrics() *outboundMetrics {
+	return &outboundMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cowbird_outbound_requests_total",
+			Help: "Requests to Magpie and GeoServer, by service, method and status code (\"error\" for transport errors).",
+		}, []string{"service", "method", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "cowbird_outbound_request_duration_seconds",
+			Help:    "Duration of requests to Magpie and GeoServer, by service and method.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"service", "method"}),
+	}
+}
+
+// client returns an HTTP client for service whose requests are counted.
+func (m *outboundMetrics) client(service string, base *http.Client) *http.Client {
+	c := *base
+	next := c.Transport
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	c.Transport = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		start := time.Now()
+		resp, err := next.RoundTrip(r)
+		code := "error"
+		if err == nil {
+			code = strconv.Itoa(resp.StatusCode)
+		}
+		m.requests.WithLabelValues(service, r.Method, code).Inc()
+		m.duration.WithLabelValues(service, r.Method).Observe(time.Since(start).Seconds())
+		return resp, err
+	})
+	return &c
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// stateCollectors export the monitor's, the journal's and the GeoServer
+// jobs' state, read at scrape time.
+func stateCollectors(mon *monitor.Monitor, db *store.DB, jobs *geoserver.Jobs) []prometheus.Collector {
+	cs := []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "cowbird_inotify_watches", Help: "inotify watches in use.",
+		}, func() float64 { return float64(mon.Stats().Watches) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "cowbird_inotify_overflows_total", Help: "inotify queue overflows (each triggers a reconcile).",
+		}, func() float64 { return float64(mon.Stats().Overflows) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "cowbird_monitor_events_total", Help: "File events delivered to handlers.",
+		}, func() float64 { return float64(mon.Stats().Events) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "cowbird_monitor_handler_errors_total", Help: "File events whose handler failed.",
+		}, func() float64 { return float64(mon.Stats().HandlerErrors) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "cowbird_inotify_watch_limit_errors_total", Help: "Watches refused because fs.inotify.max_user_watches is exhausted.",
+		}, func() float64 { return float64(mon.Stats().WatchLimitErrors) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "cowbird_journal_pending_events", Help: "Journaled webhook events with handlers still to run (retries waiting).",
+		}, func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			recs, err := db.Pending(ctx)
+			if err != nil {
+				return -1
+			}
+			return float64(len(recs))
+		}),
+	}
+	if jobs != nil {
+		cs = append(cs,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "cowbird_geoserver_jobs_pending", Help: "GeoServer jobs queued or running.",
+			}, func() float64 { return float64(len(jobs.Status().Pending)) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "cowbird_geoserver_jobs_failed_total", Help: "GeoServer jobs that failed for good since start.",
+			}, func() float64 { return float64(jobs.Status().FailedTotal) }),
+		)
+	}
+	return cs
+}
