@@ -1,0 +1,217 @@
+// Command reconcile measures the FileSystem handler's incremental reconcile
+// on a synthetic WPS-outputs tree against `cp -al` of the same tree:
+//
+//	go run ./bench/reconcile -files 100000
+//
+// The tree has -birds birds; half of its jobs are public, half belong to
+// users (one user per 200 files, so a user's share is constant across
+// sizes); each job holds 10 files. The Magpie emulator runs in-process with
+// those users and a secure-data-proxy wps_outputs route that four users out
+// of five may read.
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/cowbird-go/cowbird/config"
+	"github.com/cowbird-go/cowbird/filesystem"
+	"github.com/cowbird-go/cowbird/handlers"
+	"github.com/cowbird-go/cowbird/magpie"
+	"github.com/cowbird-go/cowbird/magpie/magpietest"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "reconcile bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	files := flag.Int("files", 10000, "number of WPS output files (e.g. 10000, 100000, 1000000)")
+	birds := flag.Int("birds", 4, "number of birds")
+	workers := flag.Int("workers", 0, "reconcile workers (0: handler default)")
+	dir := flag.String("dir", "", "work directory (default: a new temp dir, removed at the end)")
+	flag.Parse()
+
+	root := *dir
+	if root == "" {
+		var err error
+		if root, err = os.MkdirTemp("", "cowbird-bench-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(root)
+	}
+	wps, ws := filepath.Join(root, "wps_outputs"), filepath.Join(root, "user_workspaces")
+	nUsers := max(10, *files/200)
+
+	mg := magpietest.New(magpietest.Options{QuietSeeding: true})
+	if err := mg.Start(); err != nil {
+		return err
+	}
+	defer mg.Close()
+	ids, err := seed(mg, nUsers)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := build(wps, ws, ids, *files, *birds); err != nil {
+		return err
+	}
+	fmt.Printf("tree: %d files, %d birds, %d users, built in %s\n", *files, *birds, nUsers, time.Since(start).Round(time.Millisecond))
+
+	cpal, err := cpAL(wps, filepath.Join(root, "cpal"))
+	if err != nil {
+		return err
+	}
+	client := magpie.NewClient(magpie.ClientOptions{URL: mg.URL(), AdminUser: "admin", AdminPassword: "qwertyqwerty",
+		HTTPClient: &http.Client{Timeout: 30 * time.Second}})
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	h, err := filesystem.New(config.FileSystem{WorkspaceDir: ws, WPSOutputsDir: wps, JupyterhubUserDataDir: filepath.Join(root, "jupyterhub")},
+		client, nil, logrus.NewEntry(l), filesystem.Options{Workers: *workers})
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	ctx := context.Background()
+
+	fmt.Printf("cp -al:          %10s\n", cpal.Round(time.Millisecond))
+	measure := func(name string, fn func() (filesystem.Stats, error)) (time.Duration, error) {
+		before := client.Requests()
+		t0 := time.Now()
+		st, err := fn()
+		d := time.Since(t0)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", name, err)
+		}
+		fmt.Printf("%-16s %10s  %5.2fx cp -al  magpie requests %d", name+":", d.Round(time.Millisecond),
+			float64(d)/float64(cpal), client.Requests()-before)
+		if st.Sources > 0 {
+			fmt.Printf("  (sources %d, links +%d ~%d -%d, modes %d, dirs +%d)", st.Sources,
+				st.LinksCreated, st.LinksReplaced, st.LinksRemoved, st.ModesFixed, st.DirsCreated)
+		}
+		fmt.Println()
+		return d, nil
+	}
+	all := func() (filesystem.Stats, error) {
+		return h.Reconcile(ctx, filesystem.Scope{}, filesystem.ReconcileOptions{})
+	}
+	cold, err := measure("cold reconcile", all)
+	if err != nil {
+		return err
+	}
+	warm, err := measure("warm reconcile", all)
+	if err != nil {
+		return err
+	}
+	user := "user" + strconv.Itoa(nUsers/2)
+	if err := os.RemoveAll(filepath.Join(ws, user)); err != nil {
+		return err
+	}
+	if _, err := measure("user_created", func() (filesystem.Stats, error) {
+		return filesystem.Stats{}, h.UserCreated(ctx, handlers.UserEvent{Action: handlers.Created, UserName: user})
+	}); err != nil {
+		return err
+	}
+	fmt.Printf("warm is %.1fx faster than cold\n", float64(cold)/float64(warm))
+	fmt.Printf("peak RSS (VmHWM, whole process incl. emulator and tree build): %s\n", vmHWM())
+	return nil
+}
+
+// seed creates the users and the secure-data-proxy route; users whose index
+// is not a multiple of 5 may read all of it.
+func seed(mg *magpietest.Server, n int) ([]int, error) {
+	svc, err := mg.AddService("secure-data-proxy", "api")
+	if err != nil {
+		return nil, err
+	}
+	route, err := mg.AddResource(svc, "wps_outputs", "route")
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]int, n)
+	for i := range n {
+		name := "user" + strconv.Itoa(i)
+		if ids[i], err = mg.AddUser(name, ""); err != nil {
+			return nil, err
+		}
+		if i%5 != 0 {
+			if err := mg.SetUserPermission(name, route, "read-allow-recursive"); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return ids, nil
+}
+
+// build writes the tree: jobs of 10 files, alternately public and user
+// jobs, birds and users round-robin; and one workspace per user.
+func build(wps, ws string, ids []int, files, birds int) error {
+	for i := range ids {
+		if err := os.MkdirAll(filepath.Join(ws, "user"+strconv.Itoa(i)), 0o755); err != nil {
+			return err
+		}
+	}
+	for j := 0; j*10 < files; j++ {
+		bird := "bird" + strconv.Itoa(j%birds)
+		dir := filepath.Join(wps, bird, "public", "job"+strconv.Itoa(j))
+		if j%2 == 1 {
+			dir = filepath.Join(wps, bird, "users", strconv.Itoa(ids[(j/2)%len(ids)]), "job"+strconv.Itoa(j))
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		for k := 0; k < 10 && j*10+k < files; k++ {
+			if err := os.WriteFile(filepath.Join(dir, "out"+strconv.Itoa(k)+".nc"), nil, 0o664); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// cpAL times `cp -al src dst` (the second of two runs, so both see a warm
+// cache) and removes the copy.
+func cpAL(src, dst string) (time.Duration, error) {
+	var d time.Duration
+	for range 2 {
+		t0 := time.Now()
+		if out, err := exec.Command("cp", "-al", src, dst).CombinedOutput(); err != nil {
+			return 0, fmt.Errorf("cp -al: %w: %s", err, out)
+		}
+		d = time.Since(t0)
+		if err := os.RemoveAll(dst); err != nil {
+			return 0, err
+		}
+	}
+	return d, nil
+}
+
+func vmHWM() string {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return "unknown"
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
+}

@@ -1,0 +1,268 @@
+package filesystem
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/cowbird-go/cowbird/config"
+	"github.com/cowbird-go/cowbird/handlers"
+)
+
+// UserCreated implements handlers.UserHandler. It creates the workspace
+// {workspace_dir}/{user} (others r-x), its notebooks symlink, and the links
+// of that user's WPS outputs only (*/users/<id>/), cowbird.md §3.3.2.
+func (h *Handler) UserCreated(ctx context.Context, ev handlers.UserEvent) error {
+	log := h.log.WithField("user", ev.UserName)
+	if err := h.checkUser(ev.UserName); err != nil {
+		log.WithError(err).Warn("user_created refused")
+		return nil
+	}
+	ws, err := h.wsRoot()
+	if err != nil {
+		return fmt.Errorf("create workspace %q: %w", ev.UserName, err)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err := ws.MkdirAll(ev.UserName, 0o755); err != nil {
+		return fmt.Errorf("create workspace %q: %w", ev.UserName, err)
+	}
+	if _, err := ws.SetOthers(ev.UserName, true, false, true); err != nil {
+		return fmt.Errorf("create workspace %q: %w", ev.UserName, err)
+	}
+	if _, err := h.reconcile(ctx, h.session(), Scope{User: ev.UserName}, ReconcileOptions{}); err != nil {
+		return fmt.Errorf("user_created %q: %w", ev.UserName, err)
+	}
+	return nil
+}
+
+// UserDeleted implements handlers.UserHandler. It removes the user's
+// workspace (symlinks inside are removed, never followed), or with
+// on_user_deleted: archive moves it to {workspace_dir}/.trash/<user>-<UTC
+// time>. A missing workspace is not an error.
+func (h *Handler) UserDeleted(ctx context.Context, ev handlers.UserEvent) error {
+	log := h.log.WithField("user", ev.UserName)
+	if err := h.checkUser(ev.UserName); err != nil {
+		log.WithError(err).Warn("user_deleted refused")
+		return nil
+	}
+	ws, err := h.wsRoot()
+	if err != nil {
+		return fmt.Errorf("delete workspace %q: %w", ev.UserName, err)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, err := ws.Lstat(ev.UserName); errors.Is(err, fs.ErrNotExist) {
+		log.Info("user workspace already absent")
+		return nil
+	}
+	if h.cfg.OnUserDeleted != config.ArchiveWorkspace {
+		if err := ws.RemoveAll(ev.UserName); err != nil {
+			return fmt.Errorf("delete workspace %q: %w", ev.UserName, err)
+		}
+		return nil
+	}
+	if err := ws.MkdirAll(trashDir, 0o700); err != nil {
+		return fmt.Errorf("archive workspace %q: %w", ev.UserName, err)
+	}
+	dst := path.Join(trashDir, ev.UserName+"-"+time.Now().UTC().Format("20060102T150405.000000000Z"))
+	if err := ws.Rename(ev.UserName, dst); err != nil {
+		return fmt.Errorf("archive workspace %q: %w", ev.UserName, err)
+	}
+	log.WithField("path", filepath.Join(h.cfg.WorkspaceDir, dst)).Info("user workspace archived")
+	return nil
+}
+
+// PermissionCreated implements handlers.PermissionHandler (cowbird.md §3.3.7).
+func (h *Handler) PermissionCreated(ctx context.Context, ev handlers.PermissionEvent) error {
+	return h.permission(ctx, ev)
+}
+
+// PermissionDeleted implements handlers.PermissionHandler; it behaves as
+// PermissionCreated, since Magpie is asked for the resulting access.
+func (h *Handler) PermissionDeleted(ctx context.Context, ev handlers.PermissionEvent) error {
+	return h.permission(ctx, ev)
+}
+
+// permission re-evaluates the user files under the route of a
+// secure-data-proxy permission, for the event's user or group members.
+// Other services' events are ignored; public files are never touched.
+func (h *Handler) permission(ctx context.Context, ev handlers.PermissionEvent) error {
+	sdp := h.cfg.SecureDataProxyName
+	if (ev.ServiceName != "" && ev.ServiceName != sdp) || (ev.ServiceType != "" && ev.ServiceType != "api") {
+		return nil
+	}
+	log := h.log.WithFields(logrus.Fields{"event": ev.Name(), "resource_id": ev.ResourceID})
+	mp := h.session()
+	tree, err := mp.ResourcePath(ctx, ev.ResourceID)
+	if err != nil {
+		return fmt.Errorf("%s: resource %d path: %w", ev.Name(), ev.ResourceID, err)
+	}
+	if len(tree) == 0 || tree[0].Name != sdp || (len(tree) > 1 && tree[1].Name != h.cfg.WPSOutputsResName) {
+		return nil
+	}
+	svc, err := mp.Service(ctx, sdp)
+	if err != nil {
+		return fmt.Errorf("%s: service %s: %w", ev.Name(), sdp, err)
+	}
+	if svc.Type != "api" {
+		return nil
+	}
+	if ev.PermName == "write" {
+		log.Warn("write permission on WPS outputs is never applied: they stay read-only")
+		return nil
+	}
+	var sub []string
+	for _, r := range tree[min(2, len(tree)):] {
+		sub = append(sub, r.Name)
+	}
+	target := path.Join(sub...)
+	names := []string{ev.User}
+	if ev.User == "" {
+		if names, err = mp.GroupUsers(ctx, ev.Group); err != nil {
+			return fmt.Errorf("%s: members of group %q: %w", ev.Name(), ev.Group, err)
+		}
+	}
+	users, err := mp.Users(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: magpie users: %w", ev.Name(), err)
+	}
+	ids := map[string]int{}
+	for _, u := range users {
+		ids[u.Name] = u.ID
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var errs []error
+	for _, name := range names {
+		id, ok := ids[name]
+		if err := h.checkUser(name); !ok || err != nil {
+			log.WithField("user", name).WithError(err).Warn("permission event: user unknown or refused")
+			continue
+		}
+		for _, p := range h.userTargets(target, id) {
+			if _, err := h.reconcile(ctx, mp, Scope{Path: p}, ReconcileOptions{}); err != nil {
+				if handlers.IsTransient(err) {
+					return fmt.Errorf("%s: %w", ev.Name(), err)
+				}
+				errs = append(errs, err)
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%s: %w", ev.Name(), err)
+	}
+	return nil
+}
+
+// userTargets returns the absolute source paths of the user id's files
+// under the source path target ("" for all): one per bird for a route above
+// the user directories, else target itself when it is inside id's area.
+func (h *Handler) userTargets(target string, id int) []string {
+	idStr := fmt.Sprint(id)
+	abs := func(rel string) string { return filepath.Join(h.cfg.WPSOutputsDir, rel) }
+	comps := strings.Split(target, "/")
+	switch {
+	case target == "":
+		wps, err := h.wpsRoot()
+		if err != nil {
+			return nil
+		}
+		birds, err := wps.ReadDir("")
+		if err != nil {
+			h.log.WithError(err).Warn("list WPS outputs")
+			return nil
+		}
+		var out []string
+		for _, b := range birds {
+			if b.IsDir() {
+				out = append(out, abs(path.Join(b.Name, "users", idStr)))
+			}
+		}
+		return out
+	case len(comps) == 1, len(comps) == 2 && comps[1] == "users":
+		return []string{abs(path.Join(comps[0], "users", idStr))}
+	}
+	if _, uid, _, ok := userDir(target); ok && uid == id {
+		return []string{abs(target)}
+	}
+	return nil
+}
+
+// HandleFile implements handlers.FileHandler. A created or modified file is
+// (re)linked with its mode re-evaluated; a created directory has its subtree
+// reconciled; a deletion removes the mirrored link or directory. Events
+// outside wps_outputs_dir and directory modifications are ignored.
+func (h *Handler) HandleFile(ctx context.Context, ev handlers.FileEvent) error {
+	if ev.Op == handlers.FileModified && ev.IsDir {
+		return nil // entries changed: they have their own events
+	}
+	if rel, err := h.sourceRel(ev.Path); err != nil || rel == "" {
+		return nil
+	}
+	if _, err := h.Reconcile(ctx, Scope{Path: ev.Path}, ReconcileOptions{}); err != nil {
+		return fmt.Errorf("%s: %w", ev.Name(), err)
+	}
+	return nil
+}
+
+// Resync implements handlers.Resyncer: a full incremental reconcile of the
+// WPS-output links and modes. Unlike the original, it also (re)creates the
+// notebooks symlinks of the existing workspaces of Magpie users.
+func (h *Handler) Resync(ctx context.Context) error {
+	_, err := h.Reconcile(ctx, Scope{}, ReconcileOptions{})
+	return err
+}
+
+// errNotSymlink is the original's FileExistsError text.
+var errNotSymlink = errors.New("Failed to create symlinked directory, since a non-symlink directory already exists at the targeted path") //nolint:staticcheck // the original's text
+
+// notebooks makes {workspace}/{user}/{notebooks_dir_name} a symlink to
+// {jupyterhub_user_data_dir}/{user}; a wrong target is replaced atomically,
+// a real file or directory there is an error.
+func (r *run) notebooks(user string) {
+	rel := path.Join(user, r.h.cfg.NotebooksDirName)
+	target := filepath.Join(r.h.cfg.JupyterhubUserDataDir, user)
+	st, err := r.ws.Lstat(rel)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		r.fail(OpSymlink, r.wsPath(rel), err)
+		return
+	case !st.IsSymlink():
+		r.fail(OpSymlink, r.wsPath(rel), fmt.Errorf("%w [%s]", errNotSymlink, r.wsPath(rel)))
+		return
+	default:
+		cur, err := r.ws.Readlink(rel)
+		if err != nil {
+			r.fail(OpSymlink, r.wsPath(rel), err)
+			return
+		}
+		if cur == target {
+			return
+		}
+	}
+	if !r.dry {
+		tmp := path.Join(user, ".cowbird-"+r.h.cfg.NotebooksDirName+".tmp")
+		if err := r.ws.RemoveAll(tmp); err != nil {
+			r.fail(OpSymlink, r.wsPath(rel), err)
+			return
+		}
+		if err := r.ws.Symlink(target, tmp); err != nil {
+			r.fail(OpSymlink, r.wsPath(rel), err)
+			return
+		}
+		if err := r.ws.Rename(tmp, rel); err != nil {
+			r.fail(OpSymlink, r.wsPath(rel), err)
+			return
+		}
+	}
+	r.note(OpSymlink, r.wsPath(rel), "")
+}

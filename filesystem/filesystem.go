@@ -1,0 +1,248 @@
+// Package filesystem implements the FileSystem handler (cowbird.md §3.3):
+// user workspaces, the notebooks symlink, and the hardlinks that expose WPS
+// outputs publicly or to their owner, with access taken from the
+// secure-data-proxy service in Magpie and expressed in the others mode bits.
+//
+// Every change goes through one incremental reconcile: it computes the
+// desired links and modes of a scope (all, one user, one subtree), compares
+// them with the disk by inode and applies only the difference. All file
+// operations go through safefs, so a symlink planted by a user is never
+// followed.
+package filesystem
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/cowbird-go/cowbird/config"
+	"github.com/cowbird-go/cowbird/handlers"
+	"github.com/cowbird-go/cowbird/magpie"
+	"github.com/cowbird-go/cowbird/safefs"
+)
+
+// Name is the handler's configuration key.
+const Name = "FileSystem"
+
+// trashDir holds archived workspaces, under workspace_dir.
+const trashDir = ".trash"
+
+// Magpie is the part of the Magpie client the handler uses; *magpie.Client
+// satisfies it. When the value also has WithCache() *magpie.Client, each
+// event and reconcile run uses its own caching copy, so Magpie is asked
+// O(users + routes) times per run, not O(files).
+type Magpie interface {
+	Users(ctx context.Context) ([]magpie.User, error)
+	User(ctx context.Context, name string) (magpie.User, error)
+	GroupUsers(ctx context.Context, group string) ([]string, error)
+	ServicesByType(ctx context.Context, typ string) ([]*magpie.Service, error)
+	Service(ctx context.Context, name string) (*magpie.Service, error)
+	Resource(ctx context.Context, id int) (*magpie.Resource, error)
+	ResourcePath(ctx context.Context, id int) ([]*magpie.Resource, error)
+	UserPermissions(ctx context.Context, user string, resID int, v magpie.View) ([]magpie.Permission, error)
+}
+
+// Watcher is the part of the monitor the handler uses; *monitor.Monitor
+// satisfies it.
+type Watcher interface {
+	// Register watches path for the named handler.
+	Register(ctx context.Context, path, handler string, recursive bool) error
+	// Ignore suppresses the next events of op on path (the handler's own
+	// writes into the watched tree).
+	Ignore(path string, op handlers.FileOp)
+}
+
+// Options tunes a Handler.
+type Options struct {
+	// Workers bounds the parallel file and Magpie work of a reconcile;
+	// 0 means 4 per CPU.
+	Workers int
+	// AdminUID and AdminGID own the directories the handler creates in the
+	// link trees (COWBIRD_FILESYSTEM_ADMIN_UID/GID, default 0/0); a refused
+	// chown is only a warning, as in the original.
+	AdminUID, AdminGID int
+}
+
+// Handler is the FileSystem handler. Its methods are safe for concurrent
+// use; changes to the disk are serialized.
+type Handler struct {
+	cfg   config.FileSystem
+	mp    Magpie
+	watch Watcher
+	log   *logrus.Entry
+	opts  Options
+
+	public   string // public link root, relative to workspace_dir
+	reserved map[string]bool
+
+	mu sync.Mutex // serializes reconciles and workspace changes
+
+	rootMu sync.Mutex
+	wps    *safefs.Root
+	ws     *safefs.Root
+}
+
+// New checks cfg and returns the handler. mp is required; watch may be nil
+// (no monitoring, e.g. in benchmarks). Relative directories are taken
+// relative to the working directory, as the original does.
+func New(cfg config.FileSystem, mp Magpie, watch Watcher, log *logrus.Entry, opts Options) (*Handler, error) {
+	if mp == nil {
+		return nil, errors.New("filesystem handler: magpie client is required")
+	}
+	if log == nil {
+		return nil, errors.New("filesystem handler: logger is required")
+	}
+	var errs []error
+	for _, d := range []struct {
+		key string
+		val *string
+	}{{"workspace_dir", &cfg.WorkspaceDir}, {"jupyterhub_user_data_dir", &cfg.JupyterhubUserDataDir}, {"wps_outputs_dir", &cfg.WPSOutputsDir}} {
+		if *d.val == "" {
+			errs = append(errs, fmt.Errorf("%s: required", d.key))
+			continue
+		}
+		abs, err := filepath.Abs(*d.val)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: %w", d.key, *d.val, err))
+		}
+		*d.val = abs
+	}
+	cfg.SecureDataProxyName = or(cfg.SecureDataProxyName, config.DefaultSecureDataProxyName)
+	cfg.WPSOutputsResName = or(cfg.WPSOutputsResName, config.DefaultWPSOutputsResName)
+	cfg.NotebooksDirName = or(cfg.NotebooksDirName, config.DefaultNotebooksDirName)
+	cfg.UserWPSOutputsDirName = or(cfg.UserWPSOutputsDirName, config.DefaultUserWPSOutputsDirName)
+	cfg.PublicWorkspaceWPSOutputsSubpath = or(cfg.PublicWorkspaceWPSOutputsSubpath, config.DefaultPublicWorkspaceWPSOutputsSubpath)
+	cfg.OnUserDeleted = config.UserDeletedPolicy(or(string(cfg.OnUserDeleted), string(config.DeleteWorkspace)))
+	for _, n := range []struct{ key, val string }{
+		{"notebooks_dir_name", cfg.NotebooksDirName}, {"user_wps_outputs_dir_name", cfg.UserWPSOutputsDirName},
+		{"wps_outputs_res_name", cfg.WPSOutputsResName},
+	} {
+		if err := safefs.ValidName(n.val); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", n.key, err))
+		}
+	}
+	if cfg.NotebooksDirName == cfg.UserWPSOutputsDirName {
+		errs = append(errs, fmt.Errorf("notebooks_dir_name and user_wps_outputs_dir_name: both %q", cfg.NotebooksDirName))
+	}
+	public := filepath.Clean(cfg.PublicWorkspaceWPSOutputsSubpath)
+	if filepath.IsAbs(public) || public == "." || public == ".." || strings.HasPrefix(public, "../") {
+		errs = append(errs, fmt.Errorf("public_workspace_wps_outputs_subpath %q: must be a relative path inside workspace_dir", cfg.PublicWorkspaceWPSOutputsSubpath))
+	}
+	switch cfg.OnUserDeleted {
+	case config.DeleteWorkspace, config.ArchiveWorkspace:
+	default:
+		errs = append(errs, fmt.Errorf("on_user_deleted: must be %q or %q, got %q", config.DeleteWorkspace, config.ArchiveWorkspace, cfg.OnUserDeleted))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("filesystem handler config: %w", err)
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 4 * runtime.NumCPU()
+	}
+	first, _, _ := strings.Cut(public, "/")
+	return &Handler{
+		cfg: cfg, mp: mp, watch: watch, log: log, opts: opts, public: public,
+		// A user named like these would share their workspace with the
+		// public links (cowbird.md §8.4) or the archive.
+		reserved: map[string]bool{first: true, trashDir: true},
+	}, nil
+}
+
+func or(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+// Name implements handlers.Handler.
+func (h *Handler) Name() string { return Name }
+
+// Start ensures wps_outputs_dir exists (creating it with its parents, as
+// the original does at start-up) and registers a recursive watch on it
+// (cowbird.md §3.3.9).
+func (h *Handler) Start(ctx context.Context) error {
+	dir := h.cfg.WPSOutputsDir
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		h.log.WithField("path", dir).Warn("wps_outputs_dir does not exist: creating it")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("start: create wps_outputs_dir: %w", err)
+		}
+	}
+	if h.watch == nil {
+		return nil
+	}
+	if err := h.watch.Register(ctx, dir, Name, true); err != nil {
+		return fmt.Errorf("start: watch %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Close releases the directory descriptors the handler holds.
+func (h *Handler) Close() error {
+	h.rootMu.Lock()
+	defer h.rootMu.Unlock()
+	var errs []error
+	for _, r := range []**safefs.Root{&h.wps, &h.ws} {
+		if *r != nil {
+			errs = append(errs, (*r).Close())
+			*r = nil
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// wpsRoot returns the wps_outputs_dir root, opened on first use.
+func (h *Handler) wpsRoot() (*safefs.Root, error) { return h.root(&h.wps, h.cfg.WPSOutputsDir) }
+
+// wsRoot returns the workspace_dir root, opened on first use.
+func (h *Handler) wsRoot() (*safefs.Root, error) { return h.root(&h.ws, h.cfg.WorkspaceDir) }
+
+func (h *Handler) root(r **safefs.Root, path string) (*safefs.Root, error) {
+	h.rootMu.Lock()
+	defer h.rootMu.Unlock()
+	if *r == nil {
+		root, err := safefs.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		*r = root
+	}
+	return *r, nil
+}
+
+// session returns the Magpie client for one event or run: a caching copy
+// when the client offers one.
+func (h *Handler) session() Magpie {
+	if c, ok := h.mp.(interface{ WithCache() *magpie.Client }); ok {
+		return c.WithCache()
+	}
+	return h.mp
+}
+
+// checkUser validates a user name taken from an event or from Magpie before
+// it becomes a path component.
+func (h *Handler) checkUser(name string) error {
+	if err := safefs.ValidName(name); err != nil {
+		return fmt.Errorf("user name: %w", err)
+	}
+	if h.reserved[name] {
+		return fmt.Errorf("user name %q: %w: reserved in workspace_dir", name, safefs.ErrInvalidName)
+	}
+	return nil
+}
+
+var (
+	_ handlers.UserHandler       = (*Handler)(nil)
+	_ handlers.PermissionHandler = (*Handler)(nil)
+	_ handlers.FileHandler       = (*Handler)(nil)
+	_ handlers.Resyncer          = (*Handler)(nil)
+)
