@@ -18,6 +18,7 @@ import (
 	"github.com/cowbird-go/cowbird/api"
 	"github.com/cowbird-go/cowbird/catalog"
 	"github.com/cowbird-go/cowbird/config"
+	"github.com/cowbird-go/cowbird/filesystem"
 	"github.com/cowbird-go/cowbird/geoserver"
 	"github.com/cowbird-go/cowbird/handlers"
 	"github.com/cowbird-go/cowbird/magpie"
@@ -41,6 +42,9 @@ type daemon struct {
 	services map[string]func(context.Context) error
 	magpie   *magpie.Client  // nil when no Magpie handler is configured
 	gsJobs   *geoserver.Jobs // nil when no Geoserver handler is active
+	fs       *filesystem.Handler
+	// starters run once before the monitor starts (watch registrations).
+	starters []func(context.Context) error
 	outbound *outboundMetrics
 }
 
@@ -173,6 +177,19 @@ func (d *daemon) newHandler(hc config.HandlerConfig) (handlers.Handler, error) {
 			log.WithError(err).Warn("Magpie unreachable: sync_permissions service types not checked against Magpie")
 		}
 		return h, nil
+	case filesystem.Name:
+		if d.magpie == nil {
+			return nil, errors.New("the FileSystem handler needs the Magpie handler's url and credentials")
+		}
+		h, err := filesystem.New(*hc.FileSystem, d.magpie, d.mon, log,
+			filesystem.Options{AdminUID: d.settings.AdminUID, AdminGID: d.settings.AdminGID})
+		if err != nil {
+			return nil, err
+		}
+		d.cleanups = append(d.cleanups, h.Close)
+		d.starters = append(d.starters, h.Start)
+		d.fs = h
+		return h, nil
 	case geoserver.HandlerName:
 		if d.magpie == nil {
 			return nil, errors.New("the Geoserver handler needs the Magpie handler's url and credentials")
@@ -219,6 +236,10 @@ func (d *daemon) fileEvent(ctx context.Context, ev handlers.FileEvent) error {
 // resyncWatch is called by the monitor for a watched root that needs a
 // reconcile (start-up catch-up, inotify overflow).
 func (d *daemon) resyncWatch(ctx context.Context, r monitor.Registration) error {
+	if r.Handler == filesystem.Name && d.fs != nil {
+		_, err := d.fs.Reconcile(ctx, filesystem.Scope{Path: r.Path}, filesystem.ReconcileOptions{})
+		return err
+	}
 	if errors.Is(d.disp.Resync(ctx, r.Handler), handlers.ErrNoHandler) {
 		d.log.WithFields(logrus.Fields{"handler": r.Handler, "path": r.Path}).Warn("watch of an inactive handler: no reconcile")
 	}
@@ -255,6 +276,12 @@ func (d *daemon) run(ctx context.Context, ln net.Listener, ready func(addr strin
 				stopWork()
 			}
 		}()
+	}
+	for _, start := range d.starters {
+		if err := start(workCtx); err != nil {
+			stopWork()
+			return errors.Join(err, ln.Close(), d.close())
+		}
 	}
 	goRun("dispatcher", d.disp.Run)
 	goRun("monitor", d.mon.Run)
