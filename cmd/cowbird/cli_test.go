@@ -84,7 +84,8 @@ func TestHandlersInfo(t *testing.T) {
 		})
 	}
 	code, out, _ := runCLI(t, "handlers", "info", "Magpie", "-c", cfg, "-f", "flat")
-	want := "name: Magpie\nactive: true\npriority: unset\nurl: http://magpie.example/magpie\nadmin_user: admin\nadmin_password: <secret>\n"
+	want := "name: Magpie\nactive: true\npriority: unset\nevents: permission_created, permission_deleted\n" +
+		"url: http://magpie.example/magpie\nadmin_user: admin\nadmin_password: <secret>\n"
 	if code != exitOK || out != want {
 		t.Fatalf("flat info = %q, want %q", out, want)
 	}

@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -79,7 +81,11 @@ func handlerFields(hc config.HandlerConfig) []field {
 	if hc.Priority != nil {
 		priority = strconv.Itoa(*hc.Priority)
 	}
-	fs := []field{{"name", hc.Name}, {"active", strconv.FormatBool(hc.Active)}, {"priority", priority}}
+	events := "none (every event is logged only)"
+	if evs := capabilities(handlerKinds[hc.Name]); len(evs) > 0 {
+		events = strings.Join(evs, ", ")
+	}
+	fs := []field{{"name", hc.Name}, {"active", strconv.FormatBool(hc.Active)}, {"priority", priority}, {"events", events}}
 	switch {
 	case hc.FileSystem != nil:
 		c := hc.FileSystem
@@ -92,17 +98,20 @@ func handlerFields(hc config.HandlerConfig) []field {
 			field{"notebooks_dir_name", c.NotebooksDirName},
 			field{"public_workspace_wps_outputs_subpath", c.PublicWorkspaceWPSOutputsSubpath},
 			field{"user_wps_outputs_dir_name", c.UserWPSOutputsDirName},
-			field{"on_user_deleted", string(c.OnUserDeleted)})
+			field{"on_user_deleted", string(c.OnUserDeleted)},
+			field{"monitors", c.WPSOutputsDir + " (recursive, from start-up)"})
 	case hc.Geoserver != nil:
 		c := hc.Geoserver
 		fs = append(fs, field{"url", c.URL}, field{"workspace_dir", c.WorkspaceDir},
-			field{"admin_user", c.AdminUser}, field{"admin_password", c.AdminPassword.String()})
+			field{"admin_user", c.AdminUser}, field{"admin_password", c.AdminPassword.String()},
+			field{"monitors", filepath.Join(c.WorkspaceDir, "<user>", "shapefile_datastore") + " (recursive, from user_created)"})
 	case hc.Magpie != nil:
 		c := hc.Magpie
 		fs = append(fs, field{"url", c.URL}, field{"admin_user", c.AdminUser},
 			field{"admin_password", c.AdminPassword.String()})
 	case hc.Catalog != nil:
-		fs = append(fs, field{"url", hc.Catalog.URL}, field{"workspace_dir", hc.Catalog.WorkspaceDir})
+		fs = append(fs, field{"url", hc.Catalog.URL}, field{"workspace_dir", hc.Catalog.WorkspaceDir},
+			field{"monitors", filepath.Join(hc.Catalog.WorkspaceDir, "<user>") + " (recursive, from user_created)"})
 	default:
 		if hc.URL != "" {
 			fs = append(fs, field{"url", hc.URL})
