@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/cowbird-go/cowbird/geoserver/geoservertest"
+	"github.com/cowbird-go/cowbird/magpie/magpietest"
+)
+
+// birdhouseConfig activates the six handlers as bird-house's config.yml
+// does, against the emulators, with one sync point.
+const birdhouseConfig = `handlers:
+  Magpie:
+    active: true
+    url: %[2]s
+    admin_user: admin
+    admin_password: qwertyqwerty
+  Geoserver:
+    active: true
+    url: %[3]s
+    workspace_dir: %[1]s/user_workspaces
+    admin_user: admin
+    admin_password: geoserver
+  Catalog:
+    active: true
+    url: http://localhost/twitcher/ows/proxy/catalog
+    workspace_dir: %[1]s/user_workspaces
+  Thredds:
+    active: true
+  Nginx:
+    active: true
+  FileSystem:
+    active: true
+    priority: 1
+    workspace_dir: %[1]s/user_workspaces
+    jupyterhub_user_data_dir: %[1]s/jupyterhub_user_data
+    wps_outputs_dir: %[1]s/wpsoutputs
+    public_workspace_wps_outputs_subdir: public/wps_outputs
+sync_permissions:
+  weaver_outputs:
+    services:
+      api:
+        weaver_wps_outputs:
+          - {name: weaver, type: service}
+          - {name: wpsoutputs, type: route}
+          - {name: "{jobID}", type: route}
+        job_outputs:
+          - {name: weaver, type: service}
+          - {name: jobs, type: route}
+          - {name: "{jobID}", type: route}
+    permissions_mapping:
+      - "weaver_wps_outputs : read -> job_outputs : read"
+`
+
+// TestBirdhouseEventMatrix runs the daemon with all six handlers against the
+// Magpie and GeoServer emulators, with Magpie's webhooks wired to it, and
+// checks that a user event, a permission event and a file event each reach
+// exactly the handlers of the matrix in docs/handlers.md.
+func TestBirdhouseEventMatrix(t *testing.T) {
+	dir := t.TempDir()
+	for _, sub := range []string{"user_workspaces", "jupyterhub_user_data", "wpsoutputs"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mp := magpietest.NewServer(t, magpietest.Options{})
+	gs := geoservertest.NewServer(t, geoservertest.Options{
+		PathMap: map[string]string{"/user_workspaces": filepath.Join(dir, "user_workspaces")},
+	})
+	sdp, err := mp.AddService("secure-data-proxy", "api")
+	must(t, err)
+	wpsRoute, err := mp.AddResource(sdp, "wps_outputs", "route")
+	must(t, err)
+	must(t, mp.SetGroupPermission("users", wpsRoute, "read-allow-recursive"))
+	weaver, err := mp.AddService("weaver", "api")
+	must(t, err)
+	outs, err := mp.AddResource(weaver, "wpsoutputs", "route")
+	must(t, err)
+	outJob, err := mp.AddResource(outs, "job1", "route")
+	must(t, err)
+	jobs, err := mp.AddResource(weaver, "jobs", "route")
+	must(t, err)
+	jobJob, err := mp.AddResource(jobs, "job1", "route")
+	must(t, err)
+	_, err = mp.AddService("geoserver", "geoserver")
+	must(t, err)
+
+	cfgPath := filepath.Join(dir, "config.yml")
+	must(t, os.WriteFile(cfgPath, fmt.Appendf(nil, birdhouseConfig, dir, mp.URL(), gs.URL()), 0o600))
+	log := logrus.New()
+	log.SetOutput(discard{})
+	hook := logtest.NewLocal(log)
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	o := serveOptions{configPath: cfgPath, addr: "127.0.0.1:0", dataDir: filepath.Join(dir, "data")}
+	go func() { done <- serve(ctx, o, log, discard{}, func(a string) { addr <- a }) }()
+	var base string
+	select {
+	case a := <-addr:
+		base = "http://" + a
+	case err := <-done:
+		t.Fatalf("daemon did not start: %v", err)
+	}
+	defer func() { cancel(); <-done }()
+	must(t, mp.SetWebhooks(append(magpietest.CowbirdWebhooks(base), magpietest.CowbirdGroupWebhooks(base)...)))
+
+	// user_created: FileSystem, Geoserver and Catalog act; Magpie, Thredds
+	// and Nginx only log.
+	aliceID, err := mp.AddUser("alice", "", "users")
+	must(t, err)
+	ws := filepath.Join(dir, "user_workspaces", "alice")
+	eventually(t, "GeoServer workspace of alice", func() bool { return slices.Contains(gs.Workspaces(), "alice") })
+	if _, err := os.Lstat(filepath.Join(ws, "notebooks")); err != nil {
+		t.Fatalf("FileSystem: notebooks symlink: %v", err)
+	}
+	if fi, err := os.Stat(filepath.Join(ws, "shapefile_datastore")); err != nil || fi.Mode().Perm()&0o007 != 0o007 {
+		t.Fatalf("Geoserver: datastore dir: %v %v", fi, err)
+	}
+	for _, h := range []string{"Magpie", "Thredds", "Nginx"} {
+		waitLog(t, hook, fmt.Sprintf("Event [user_created] for handler [%s] is not implemented", h))
+	}
+
+	// permission_created: Magpie mirrors it; the others log or ignore it.
+	must(t, mp.SetUserPermission("alice", outJob, "read"))
+	eventually(t, "mirrored permission", func() bool {
+		return slices.Contains(mp.UserPermissions("alice", jobJob), "read-allow-recursive")
+	})
+	for _, h := range []string{"Catalog", "Thredds", "Nginx"} {
+		waitLog(t, hook, fmt.Sprintf("Event [permission_created] for handler [%s] is not implemented", h))
+	}
+
+	// A WPS output file: FileSystem links it into alice's workspace, where
+	// Catalog's watch sees the new link.
+	src := filepath.Join(dir, "wpsoutputs", "finch", "users", fmt.Sprint(aliceID), "job1", "out.nc")
+	must(t, os.MkdirAll(filepath.Dir(src), 0o755))
+	must(t, os.WriteFile(src, []byte("data"), 0o644))
+	link := filepath.Join(ws, "wps_outputs", "finch", "job1", "out.nc")
+	eventually(t, "hardlink of the WPS output", func() bool {
+		a, errA := os.Stat(src)
+		b, errB := os.Stat(link)
+		return errA == nil && errB == nil && os.SameFile(a, b)
+	})
+	waitLog(t, hook, fmt.Sprintf("The following path [%s] has just been created", link))
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitLog waits until a log entry with exactly msg was recorded.
+func waitLog(t *testing.T, hook *logtest.Hook, msg string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		for _, e := range hook.AllEntries() {
+			if e.Message == msg {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line %q", msg)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
