@@ -61,21 +61,31 @@ sync_permissions:
       - "weaver_wps_outputs : read -> job_outputs : read"
 `
 
-// TestBirdhouseEventMatrix runs the daemon with all six handlers against the
-// Magpie and GeoServer emulators, with Magpie's webhooks wired to it, and
-// checks that a user event, a permission event and a file event each reach
-// exactly the handlers of the matrix in docs/handlers.md.
-func TestBirdhouseEventMatrix(t *testing.T) {
+// birdhouse is a daemon with all six handlers against the emulators, with
+// Magpie's webhooks wired to it.
+type birdhouse struct {
+	dir            string
+	base           string
+	mp             *magpietest.Server
+	gs             *geoservertest.Server
+	hook           *logtest.Hook
+	outJob, jobJob int // weaver routes wpsoutputs/job1 and jobs/job1
+}
+
+func startBirdhouse(t *testing.T) *birdhouse {
+	t.Helper()
 	dir := t.TempDir()
 	for _, sub := range []string{"user_workspaces", "jupyterhub_user_data", "wpsoutputs"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	mp := magpietest.NewServer(t, magpietest.Options{})
-	gs := geoservertest.NewServer(t, geoservertest.Options{
+	b := &birdhouse{dir: dir}
+	b.mp = magpietest.NewServer(t, magpietest.Options{})
+	b.gs = geoservertest.NewServer(t, geoservertest.Options{
 		PathMap: map[string]string{"/user_workspaces": filepath.Join(dir, "user_workspaces")},
 	})
+	mp := b.mp
 	sdp, err := mp.AddService("secure-data-proxy", "api")
 	must(t, err)
 	wpsRoute, err := mp.AddResource(sdp, "wps_outputs", "route")
@@ -85,34 +95,43 @@ func TestBirdhouseEventMatrix(t *testing.T) {
 	must(t, err)
 	outs, err := mp.AddResource(weaver, "wpsoutputs", "route")
 	must(t, err)
-	outJob, err := mp.AddResource(outs, "job1", "route")
+	b.outJob, err = mp.AddResource(outs, "job1", "route")
 	must(t, err)
 	jobs, err := mp.AddResource(weaver, "jobs", "route")
 	must(t, err)
-	jobJob, err := mp.AddResource(jobs, "job1", "route")
+	b.jobJob, err = mp.AddResource(jobs, "job1", "route")
 	must(t, err)
 	_, err = mp.AddService("geoserver", "geoserver")
 	must(t, err)
 
 	cfgPath := filepath.Join(dir, "config.yml")
-	must(t, os.WriteFile(cfgPath, fmt.Appendf(nil, birdhouseConfig, dir, mp.URL(), gs.URL()), 0o600))
+	must(t, os.WriteFile(cfgPath, fmt.Appendf(nil, birdhouseConfig, dir, mp.URL(), b.gs.URL()), 0o600))
 	log := logrus.New()
 	log.SetOutput(discard{})
-	hook := logtest.NewLocal(log)
+	b.hook = logtest.NewLocal(log)
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan string, 1)
 	done := make(chan error, 1)
 	o := serveOptions{configPath: cfgPath, addr: "127.0.0.1:0", dataDir: filepath.Join(dir, "data")}
 	go func() { done <- serve(ctx, o, log, discard{}, func(a string) { addr <- a }) }()
-	var base string
 	select {
 	case a := <-addr:
-		base = "http://" + a
+		b.base = "http://" + a
 	case err := <-done:
+		cancel()
 		t.Fatalf("daemon did not start: %v", err)
 	}
-	defer func() { cancel(); <-done }()
-	must(t, mp.SetWebhooks(append(magpietest.CowbirdWebhooks(base), magpietest.CowbirdGroupWebhooks(base)...)))
+	t.Cleanup(func() { cancel(); <-done })
+	must(t, mp.SetWebhooks(append(magpietest.CowbirdWebhooks(b.base), magpietest.CowbirdGroupWebhooks(b.base)...)))
+	return b
+}
+
+// TestBirdhouseEventMatrix checks that a user event, a permission event and
+// a file event each reach exactly the handlers of the matrix in
+// docs/handlers.md, with their effects on disk and in the emulators.
+func TestBirdhouseEventMatrix(t *testing.T) {
+	b := startBirdhouse(t)
+	dir, mp, gs, hook := b.dir, b.mp, b.gs, b.hook
 
 	// user_created: FileSystem, Geoserver and Catalog act; Magpie, Thredds
 	// and Nginx only log.
@@ -131,9 +150,9 @@ func TestBirdhouseEventMatrix(t *testing.T) {
 	}
 
 	// permission_created: Magpie mirrors it; the others log or ignore it.
-	must(t, mp.SetUserPermission("alice", outJob, "read"))
+	must(t, mp.SetUserPermission("alice", b.outJob, "read"))
 	eventually(t, "mirrored permission", func() bool {
-		return slices.Contains(mp.UserPermissions("alice", jobJob), "read-allow-recursive")
+		return slices.Contains(mp.UserPermissions("alice", b.jobJob), "read-allow-recursive")
 	})
 	for _, h := range []string{"Catalog", "Thredds", "Nginx"} {
 		waitLog(t, hook, fmt.Sprintf("Event [permission_created] for handler [%s] is not implemented", h))
@@ -178,5 +197,25 @@ func waitLog(t *testing.T, hook *logtest.Hook, msg string) {
 			t.Fatalf("no log line %q", msg)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestMagpieOutageRetriedFromJournal: Magpie answers 503 to the
+// synchronizer's PATCH, then comes back; the journal retries the event
+// until the mirrored permission exists, and applies it once.
+func TestMagpieOutageRetriedFromJournal(t *testing.T) {
+	b := startBirdhouse(t)
+	_, err := b.mp.AddUser("bob", "", "users")
+	must(t, err)
+	eventually(t, "bob's GeoServer workspace", func() bool { return slices.Contains(b.gs.Workspaces(), "bob") })
+
+	b.mp.FailNext("PATCH /permissions", 2, 503)
+	must(t, b.mp.SetUserPermission("bob", b.outJob, "read"))
+	waitLog(t, b.hook, "replaying journaled event")
+	eventually(t, "mirrored permission after the outage", func() bool {
+		return slices.Contains(b.mp.UserPermissions("bob", b.jobJob), "read-allow-recursive")
+	})
+	if got := b.mp.UserPermissions("bob", b.jobJob); len(got) != 1 {
+		t.Fatalf("bob's permissions on jobs/job1 = %v, want exactly one", got)
 	}
 }
