@@ -33,6 +33,8 @@ type Config struct {
 	SyncPoints []SyncPoint
 	// Daemon holds the cowbird: section with its environment overrides.
 	Daemon Daemon
+	// Hooks holds the hooks: section; nil when no file has one.
+	Hooks *Hooks
 }
 
 // configExts are the file name endings read from a config directory.
@@ -55,7 +57,8 @@ func load(path string, log *logrus.Entry, lookup func(string) (string, bool)) (*
 		log.WithField("path", path).Warn("No handlers configuration found")
 		log.WithField("path", path).Warn("No permission mapping configuration found")
 	}
-	l := loader{log: log, exp: newExpander(lookup), seen: map[string]bool{}, daemon: daemonNodes{}}
+	l := loader{log: log, exp: newExpander(lookup), seen: map[string]bool{}, daemon: daemonNodes{},
+		hooks: hooksNodes{nodes: map[string]hooksValue{}}}
 	for _, f := range files {
 		if err := l.file(f); err != nil {
 			return nil, fmt.Errorf("load config %s: %w", f, err)
@@ -68,6 +71,9 @@ func load(path string, log *logrus.Entry, lookup func(string) (string, bool)) (*
 	daemon, errs := resolveDaemon(l.daemon, lookup)
 	l.cfg.Daemon = daemon
 	errs = append(l.errs, errs...)
+	var herrs Errors
+	l.cfg.Hooks, herrs = resolveHooks(l.hooks)
+	errs = append(errs, herrs...)
 	reported := map[string]bool{}
 	for _, e := range errs {
 		reported[e.File+":"+e.Path] = true
@@ -120,6 +126,7 @@ type loader struct {
 	errs   Errors
 	seen   map[string]bool // handler names already defined
 	daemon daemonNodes
+	hooks  hooksNodes
 }
 
 func (l *loader) file(path string) error {
@@ -148,10 +155,10 @@ func (l *loader) file(path string) error {
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		sections[resolve(root.Content[i]).Value] = root.Content[i+1]
 	}
-	for _, name := range []string{"handlers", "sync_permissions", "cowbird"} {
+	for _, name := range []string{"handlers", "sync_permissions", "cowbird", "hooks"} {
 		n := sections[name]
 		if n == nil {
-			if name != "cowbird" {
+			if name != "cowbird" && name != "hooks" {
 				l.log.WithField("file", path).Warn("Config file section [" + name + "] not found.")
 			}
 			continue
@@ -171,6 +178,8 @@ func (l *loader) file(path string) error {
 			}
 		case "cowbird":
 			d.daemonSection(n, l.daemon, l.log)
+		case "hooks":
+			d.hooksSection(n, &l.hooks, l.log)
 		}
 	}
 	l.errs = append(l.errs, d.errs...)

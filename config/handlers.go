@@ -9,8 +9,8 @@ import (
 
 // HandlerConfig is one entry of the handlers section.
 type HandlerConfig struct {
-	// Name is the handler's key: Catalog, FileSystem, Geoserver, Magpie,
-	// Nginx or Thredds.
+	// Name is the handler's key: Catalog, FileSystem, Geoserver, Hooks,
+	// Magpie, Nginx or Thredds.
 	Name string
 	// Active handlers are instantiated and dispatched to (key active,
 	// default false).
@@ -123,6 +123,7 @@ var handlerKeys = map[string][]string{
 	"Catalog":   nil,
 	"Thredds":   nil,
 	"Nginx":     nil,
+	"Hooks":     nil,
 }
 
 // nonEmptyKeys are the keys the original's schema requires to be non-empty
