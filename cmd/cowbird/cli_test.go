@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -137,5 +138,32 @@ func TestHealthcheck(t *testing.T) {
 	d.stop()
 	if code, _, _ := runCLI(t, "healthcheck", "--url", d.base+"/", "--timeout", "2s"); code != exitFailure {
 		t.Fatalf("healthcheck of a stopped daemon: exit %d, want %d", code, exitFailure)
+	}
+}
+
+func TestHooksTest(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.txt")
+	cfg := writeConfig(t, `handlers:
+  Hooks:
+    active: true
+hooks:
+  allow_run_as_daemon_user: true
+  accounts:
+    runner: {uid: `+strconv.Itoa(os.Getuid())+`, gid: `+strconv.Itoa(os.Getgid())+`}
+  user_created:
+    run_as: runner
+    tasks:
+      - {command: /bin/sh, args: ["-c", "echo hello $0 > `+out+`", "{{Event.UserName}}"]}
+`)
+	code, stdout, errOut := runCLI(t, "hooks", "test", "user_created", "--user", "zoe", "-c", cfg, "--data-dir", dir)
+	if code != exitOK || !strings.Contains(stdout, "session SUCCESS") {
+		t.Fatalf("hooks test: exit %d\n%s\n%s", code, stdout, errOut)
+	}
+	if got, err := os.ReadFile(out); err != nil || string(got) != "hello zoe\n" {
+		t.Fatalf("hook output = %q, %v", got, err)
+	}
+	if code, _, _ := runCLI(t, "hooks", "test", "user_created", "-c", cfg); code != exitUsage {
+		t.Fatalf("missing --user: exit %d, want %d", code, exitUsage)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/cowbird-go/cowbird/filesystem"
 	"github.com/cowbird-go/cowbird/geoserver"
 	"github.com/cowbird-go/cowbird/handlers"
+	"github.com/cowbird-go/cowbird/hooks"
 	"github.com/cowbird-go/cowbird/magpie"
 	"github.com/cowbird-go/cowbird/monitor"
 	"github.com/cowbird-go/cowbird/store"
@@ -30,6 +32,7 @@ import (
 // by run when its context ends.
 type daemon struct {
 	log      *logrus.Entry
+	dataDir  string
 	settings config.Settings
 	cfg      *config.Config
 	db       *store.DB
@@ -57,7 +60,7 @@ func newDaemon(o serveOptions, base *logrus.Logger, out io.Writer, addr *net.TCP
 	}
 	configureLogger(base, settings)
 	log := logrus.NewEntry(base)
-	d := &daemon{log: log, settings: settings, services: map[string]func(context.Context) error{},
+	d := &daemon{log: log, settings: settings, dataDir: o.dataDir, services: map[string]func(context.Context) error{},
 		outbound: newOutboundMetrics()}
 
 	path := o.configPath
@@ -190,6 +193,13 @@ func (d *daemon) newHandler(hc config.HandlerConfig) (handlers.Handler, error) {
 		d.starters = append(d.starters, h.Start)
 		d.fs = h
 		return h, nil
+	case hooks.Name:
+		h, err := newHooksHandler(d.cfg, d.dataDir, nil, log)
+		if err != nil {
+			return nil, err
+		}
+		d.starters = append(d.starters, h.Check)
+		return h, nil
 	case geoserver.HandlerName:
 		if d.magpie == nil {
 			return nil, errors.New("the Geoserver handler needs the Magpie handler's url and credentials")
@@ -213,6 +223,21 @@ func (d *daemon) newHandler(hc config.HandlerConfig) (handlers.Handler, error) {
 		log.Errorf("the %s handler is not implemented yet in this build: its events are only logged", hc.Name)
 		return handlers.Named(hc.Name), nil
 	}
+}
+
+// newHooksHandler builds the Hooks handler: sessions live under
+// <data-dir>/sessions, and the FileSystem handler's directories are the
+// hooks' {{Handler.*}} values.
+func newHooksHandler(cfg *config.Config, dataDir string, rec hooks.Recorder, log *logrus.Entry) (*hooks.Handler, error) {
+	root := filepath.Join(dataDir, "sessions")
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return nil, fmt.Errorf("hooks session root: %w", err)
+	}
+	opts := hooks.Options{SessionRoot: root, Recorder: rec, Log: log}
+	if fs, ok := cfg.Handler(filesystem.Name); ok && fs.FileSystem != nil {
+		opts.WorkspaceDir, opts.WpsOutputsDir = fs.FileSystem.WorkspaceDir, fs.FileSystem.WPSOutputsDir
+	}
+	return hooks.New(cfg.Hooks, opts)
 }
 
 // newMagpieClient is the Magpie client every handler shares, from the Magpie

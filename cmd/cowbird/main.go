@@ -80,6 +80,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newHandlersCmd(),
 		newVersionCmd(),
 		newHealthcheckCmd(),
+		newHooksCmd(),
 	)
 	return root
 }
