@@ -39,7 +39,7 @@ func newServeCmd() *cobra.Command {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			log := logrus.New()
-			log.SetOutput(cmd.ErrOrStderr())
+			log.SetOutput(cmd.OutOrStdout())
 			return serve(ctx, o, log, cmd.OutOrStdout(), func(addr string) {
 				log.WithField("addr", addr).Info("cowbird listening")
 			})
