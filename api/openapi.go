@@ -12,6 +12,7 @@ const (
 	tagAPI      = "API"
 	tagWebhooks = "Webhooks"
 	tagHandlers = "Handlers"
+	tagActions  = "Actions"
 )
 
 var tags = []swaggerTag{
@@ -21,6 +22,10 @@ var tags = []swaggerTag{
 	{Name: tagHandlers, Description: "Handlers that are managed by Cowbird.\n\n" +
 		"Each handler reacts to the webhook and file events according to its configuration."},
 }
+
+// actionsTag is listed when the actions API is served.
+var actionsTag = swaggerTag{Name: tagActions, Description: "Long-running admin actions (Globus Action Provider style), " +
+	"authenticated by an admin bearer token or a Magpie session cookie."}
 
 type swaggerDoc struct {
 	Swagger     string                                 `json:"swagger"`
@@ -141,6 +146,9 @@ func (s *Server) swagger(scheme string) swaggerDoc {
 			Contact: map[string]any{"name": contactName, "email": "", "url": contactURL}},
 		Host: s.opts.URL, BasePath: "/", Schemes: []string{scheme}, Tags: tags,
 		Paths: map[string]map[string]swaggerOperation{}, Definitions: definitions,
+	}
+	if s.opts.Actions != nil {
+		doc.Tags = append(slices.Clip(tags), actionsTag)
 	}
 	for _, rt := range s.routes {
 		path := swaggerPath(rt.path)

@@ -59,7 +59,7 @@ func (s *Server) routeTable() []route {
 		http.StatusBadRequest: detailBadHandler, http.StatusNotFound: detailNoSuchHandler,
 		http.StatusInternalServerError: detailServerError,
 	}
-	return []route{
+	return append([]route{
 		{method: http.MethodGet, path: "/", name: "homepage", tag: tagAPI, summary: "Homepage / API information.",
 			fields: map[string]any{"title": str, "description": str, "name": str, "documentation": str,
 				"contact": map[string]any{"type": "object"}},
@@ -83,14 +83,14 @@ func (s *Server) routeTable() []route {
 			body: userWebhookSchema, responses: map[int]string{
 				http.StatusOK: detailUserOK, http.StatusBadRequest: detailUserBadRequest + " / body not a JSON object",
 				http.StatusRequestEntityTooLarge: detailTooLarge, http.StatusUnprocessableEntity: detailInvalidValue,
-				http.StatusInternalServerError: detailUserDispatchFail,
-			}, handle: s.postUserWebhook},
+				http.StatusInternalServerError: detailUserDispatchFail, http.StatusUnauthorized: detailBadWebhookSecret,
+			}, handle: s.requireWebhookSecret(s.postUserWebhook)},
 		{method: http.MethodPost, path: "/webhooks/permissions", name: "permission_webhook", tag: tagWebhooks, summary: "Magpie permission webhook: a permission was created or deleted.",
 			body: permissionWebhookSchema, responses: map[int]string{
 				http.StatusOK: detailPermOK, http.StatusBadRequest: detailPermBadRequest + " / body not a JSON object",
 				http.StatusRequestEntityTooLarge: detailTooLarge, http.StatusUnprocessableEntity: detailInvalidValue,
-				http.StatusInternalServerError: detailServerError,
-			}, handle: s.postPermissionWebhook},
+				http.StatusInternalServerError: detailServerError, http.StatusUnauthorized: detailBadWebhookSecret,
+			}, handle: s.requireWebhookSecret(s.postPermissionWebhook)},
 		{method: http.MethodGet, path: "/livez", name: "livez", tag: tagAPI, summary: "Liveness probe.",
 			plain: true, responses: map[int]string{http.StatusOK: `{"status": "ok"}`}, handle: s.getLive},
 		{method: http.MethodGet, path: "/healthz", name: "healthz", tag: tagAPI, summary: "Liveness probe (same as /livez).",
@@ -101,7 +101,7 @@ func (s *Server) routeTable() []route {
 		{method: http.MethodGet, path: "/metrics", name: "metrics", tag: tagAPI, summary: "Prometheus metrics.",
 			plain: true, responses: map[int]string{http.StatusOK: "Prometheus text exposition."},
 			handle: echo.WrapHandler(promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))},
-	}
+	}, s.actionRoutes()...)
 }
 
 // with returns a copy of m with code set to detail.

@@ -1,6 +1,7 @@
 // Package api is cowbird's HTTP edge: the echo server with the Cowbird REST
-// routes, the Magpie webhooks, health and readiness probes, Prometheus
-// metrics and the OpenAPI (Swagger 2.0) document. It parses webhook bodies
+// routes, the Magpie webhooks, the actions API (/actions/v1) with its
+// authentication, health and readiness probes, Prometheus metrics and the
+// OpenAPI (Swagger 2.0) document. It parses webhook bodies
 // into typed handlers events, rejects bad input before dispatch, and maps
 // errors to the Cowbird JSON envelope (spec cowbird.md §1). echo types never
 // leave this package.
@@ -22,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
+	"github.com/cowbird-go/cowbird/actions"
 	"github.com/cowbird-go/cowbird/handlers"
 )
 
@@ -74,6 +76,10 @@ type Options struct {
 	Ready func() error
 	// Log receives the access log and errors; default: discarded.
 	Log *logrus.Entry
+	// Actions, when set, is served under /actions/v1.
+	Actions *actions.Service
+	// Auth says who may call the actions API and the webhooks.
+	Auth Auth
 }
 
 // Server is the HTTP server of the daemon.
@@ -84,6 +90,7 @@ type Server struct {
 	routes  []route
 	exempt  map[string]bool // paths served without content negotiation
 	metrics *metrics
+	auth    *authenticator
 }
 
 // New builds a Server with every route registered.
@@ -120,6 +127,10 @@ func New(opts Options) *Server {
 		e:       echo.New(),
 		exempt:  map[string]bool{},
 		metrics: newMetrics(),
+	}
+	var err error
+	if s.auth, err = newAuthenticator(opts.Auth); err != nil {
+		opts.Log.WithError(err).Error("malformed admin tokens ignored")
 	}
 	s.e.HideBanner, s.e.HidePort = true, true
 	s.e.IPExtractor = echo.ExtractIPFromXFFHeader()

@@ -1,7 +1,12 @@
 package config
 
 import (
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"maps"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -32,6 +37,71 @@ type Daemon struct {
 	// ReconcileInterval (reconcile_interval, COWBIRD_RECONCILE_INTERVAL,
 	// default 0 = off) is the period of the background reconcile.
 	ReconcileInterval time.Duration
+	// AdminTokens (admin_tokens, COWBIRD_ADMIN_TOKENS, default none) are the
+	// bearer tokens of the actions API, each authenticating as principal
+	// "token:<name>". In the file it is a mapping name -> token; in the
+	// environment "name=token,name2=sha256:<hex>". A token is given in
+	// clear or as "sha256:" and the hex SHA-256 of the token. It is kept in
+	// the environment form, sorted by name; AdminTokenMap decodes it.
+	AdminTokens Secret
+	// WebhookSecret (webhook_secret, COWBIRD_WEBHOOK_SECRET, default none)
+	// is the shared secret the webhook routes then require in header
+	// X-Cowbird-Webhook-Secret. Off by default: Magpie sends no header.
+	WebhookSecret Secret
+	// MagpieAuth (magpie_auth, COWBIRD_MAGPIE_AUTH, default false) lets
+	// callers of the actions API authenticate with their Magpie session
+	// cookie, as principals magpie:user:<name> and magpie:group:<name>.
+	MagpieAuth bool
+}
+
+// AdminTokenMap returns AdminTokens as a map from name to token.
+func (d Daemon) AdminTokenMap() map[string]string {
+	m, _ := parseAdminTokens(d.AdminTokens.Reveal())
+	return m
+}
+
+var tokenNameRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+
+// parseAdminTokens decodes "name=token,...", checking every entry. The
+// messages never quote a token.
+func parseAdminTokens(s string) (map[string]string, error) {
+	out := map[string]string{}
+	var errs []error
+	for item := range strings.SplitSeq(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		name, tok, _ := strings.Cut(item, "=")
+		name, tok = strings.TrimSpace(name), strings.TrimSpace(tok)
+		switch hash, hashed := strings.CutPrefix(tok, "sha256:"); {
+		case !tokenNameRE.MatchString(name):
+			errs = append(errs, fmt.Errorf("token name %q must be letters, digits, '.', '_' or '-'", name))
+		case out[name] != "":
+			errs = append(errs, fmt.Errorf("token %q is defined twice", name))
+		case tok == "":
+			errs = append(errs, fmt.Errorf("token %q is empty", name))
+		case hashed && !isSHA256Hex(hash):
+			errs = append(errs, fmt.Errorf("token %q: sha256: must be followed by 64 hex digits", name))
+		default:
+			out[name] = tok
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+func isSHA256Hex(s string) bool {
+	b, err := hex.DecodeString(s)
+	return err == nil && len(b) == 32
+}
+
+// formatAdminTokens is the environment form of m, sorted by name.
+func formatAdminTokens(m map[string]string) string {
+	items := make([]string, 0, len(m))
+	for _, name := range slices.Sorted(maps.Keys(m)) {
+		items = append(items, name+"="+m[name])
+	}
+	return strings.Join(items, ",")
 }
 
 // DefaultDaemon returns the defaults of the cowbird: section.
@@ -49,34 +119,54 @@ func DefaultDaemon() Daemon {
 type daemonKey struct {
 	name, env string
 	set       func(d *Daemon, raw string) error
+	// mapping keys take a mapping of scalars in the file, handed to set in
+	// the environment form "k=v,k2=v2".
+	mapping bool
 }
 
 var daemonKeys = []daemonKey{
 	{"journal_retention", "COWBIRD_JOURNAL_RETENTION", func(d *Daemon, s string) (err error) {
 		d.JournalRetention, err = parseDuration(s)
 		return err
-	}},
+	}, false},
 	{"journal_max_events", "COWBIRD_JOURNAL_MAX_EVENTS", func(d *Daemon, s string) (err error) {
 		d.JournalMaxEvents, err = parseInt(s)
 		return err
-	}},
+	}, false},
 	{"dispatch_timeout", "COWBIRD_DISPATCH_TIMEOUT", func(d *Daemon, s string) (err error) {
 		d.DispatchTimeout, err = parseDuration(s)
 		return err
-	}},
+	}, false},
 	{"body_limit", "COWBIRD_BODY_LIMIT", func(d *Daemon, s string) error {
 		n, err := parseInt(s)
 		d.BodyLimit = int64(n)
 		return err
-	}},
+	}, false},
 	{"url_prefix", "COWBIRD_URL_PREFIX", func(d *Daemon, s string) error {
 		d.URLPrefix = s
 		return nil
-	}},
+	}, false},
 	{"reconcile_interval", "COWBIRD_RECONCILE_INTERVAL", func(d *Daemon, s string) (err error) {
 		d.ReconcileInterval, err = parseDuration(s)
 		return err
-	}},
+	}, false},
+	{"admin_tokens", "COWBIRD_ADMIN_TOKENS", func(d *Daemon, s string) error {
+		m, err := parseAdminTokens(s)
+		d.AdminTokens = Secret(formatAdminTokens(m))
+		return err
+	}, true},
+	{"webhook_secret", "COWBIRD_WEBHOOK_SECRET", func(d *Daemon, s string) error {
+		d.WebhookSecret = Secret(s)
+		return nil
+	}, false},
+	{"magpie_auth", "COWBIRD_MAGPIE_AUTH", func(d *Daemon, s string) error {
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return fmt.Errorf("must be true or false, got %q", s)
+		}
+		d.MagpieAuth = b
+		return nil
+	}, false},
 }
 
 func parseDuration(s string) (time.Duration, error) {
@@ -129,9 +219,7 @@ func resolveDaemon(nodes daemonNodes, lookup func(string) (string, bool)) (Daemo
 	var errs Errors
 	for _, k := range daemonKeys {
 		if v, ok := lookup(k.env); ok && strings.TrimSpace(v) != "" {
-			if err := set(&out, k, strings.TrimSpace(v)); err != nil {
-				errs = append(errs, &FieldError{Path: k.env, Msg: err.Error()})
-			}
+			errs = append(errs, fieldErrors("", k.env, set(&out, k, strings.TrimSpace(v)))...)
 			continue
 		}
 		e, ok := nodes[k.name]
@@ -139,15 +227,56 @@ func resolveDaemon(nodes daemonNodes, lookup func(string) (string, bool)) (Daemo
 			continue
 		}
 		n := resolve(e.node)
+		if k.mapping {
+			raw, err := mappingValue(n)
+			if err == nil || n.Kind == yaml.MappingNode {
+				err = errors.Join(err, set(&out, k, raw))
+			}
+			errs = append(errs, fieldErrors(e.file, "cowbird."+k.name, err)...)
+			continue
+		}
 		if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
 			errs = append(errs, &FieldError{File: e.file, Path: "cowbird." + k.name, Msg: "must be a scalar, got " + typeName(n)})
 			continue
 		}
-		if err := set(&out, k, n.Value); err != nil {
-			errs = append(errs, &FieldError{File: e.file, Path: "cowbird." + k.name, Msg: err.Error()})
-		}
+		errs = append(errs, fieldErrors(e.file, "cowbird."+k.name, set(&out, k, n.Value))...)
 	}
 	return out, errs
+}
+
+// mappingValue turns a mapping of scalars into "k=v,k2=v2", leaving out
+// and reporting the values that are not strings without ','. Values are
+// never quoted in the messages.
+func mappingValue(n *yaml.Node) (string, error) {
+	if n.Kind != yaml.MappingNode {
+		return "", fmt.Errorf("must be a mapping, got %s", typeName(n))
+	}
+	var items []string
+	var errs []error
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := resolve(n.Content[i]), resolve(n.Content[i+1])
+		if v.Kind != yaml.ScalarNode || v.Tag == "!!null" || strings.Contains(v.Value, ",") {
+			errs = append(errs, fmt.Errorf("value of %q must be a string without ',', got %s", k.Value, typeName(v)))
+			continue
+		}
+		items = append(items, k.Value+"="+v.Value)
+	}
+	return strings.Join(items, ","), errors.Join(errs...)
+}
+
+// fieldErrors reports err, one FieldError per joined error.
+func fieldErrors(file, path string, err error) Errors {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out Errors
+		for _, e := range j.Unwrap() {
+			out = append(out, fieldErrors(file, path, e)...)
+		}
+		return out
+	}
+	if err == nil {
+		return nil
+	}
+	return Errors{&FieldError{File: file, Path: path, Msg: err.Error()}}
 }
 
 // set applies one raw value, leaving d unchanged when it is invalid.

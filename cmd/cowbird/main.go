@@ -81,6 +81,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newVersionCmd(),
 		newHealthcheckCmd(),
 		newHooksCmd(),
+		newActionsCmd(), newResyncCmd(),
 	)
 	return root
 }
