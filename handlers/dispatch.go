@@ -422,3 +422,9 @@ func (d *Dispatcher) Resync(ctx context.Context, name string) error {
 
 // ErrNoHandler is returned for a handler name that is not active.
 var ErrNoHandler = errors.New("no such active handler")
+
+// Retry runs rec's event again for the named handlers (e.g. those whose
+// failure was final), recording the outcomes in the journal.
+func (d *Dispatcher) Retry(ctx context.Context, rec Record, names []string) error {
+	return d.run(ctx, Record{ID: rec.ID, Event: rec.Event, Attempts: rec.Attempts, Pending: names})
+}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,6 +75,13 @@ type birdhouse struct {
 
 func startBirdhouse(t *testing.T) *birdhouse {
 	t.Helper()
+	return startBirdhouseWith(t, "", "")
+}
+
+// startBirdhouseWith adds moreHandlers to the handlers section and extra
+// sections at the end of the configuration.
+func startBirdhouseWith(t *testing.T, moreHandlers, extra string) *birdhouse {
+	t.Helper()
 	dir := t.TempDir()
 	for _, sub := range []string{"user_workspaces", "jupyterhub_user_data", "wpsoutputs"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
@@ -105,7 +113,9 @@ func startBirdhouse(t *testing.T) *birdhouse {
 	must(t, err)
 
 	cfgPath := filepath.Join(dir, "config.yml")
-	must(t, os.WriteFile(cfgPath, fmt.Appendf(nil, birdhouseConfig, dir, mp.URL(), b.gs.URL()), 0o600))
+	cfg := fmt.Sprintf(birdhouseConfig, dir, mp.URL(), b.gs.URL())
+	cfg = strings.Replace(cfg, "sync_permissions:", moreHandlers+"sync_permissions:", 1) + extra
+	must(t, os.WriteFile(cfgPath, []byte(cfg), 0o600))
 	log := logrus.New()
 	log.SetOutput(discard{})
 	b.hook = logtest.NewLocal(log)

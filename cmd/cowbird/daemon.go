@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/cowbird-go/cowbird/actions"
 	"github.com/cowbird-go/cowbird/api"
 	"github.com/cowbird-go/cowbird/catalog"
 	"github.com/cowbird-go/cowbird/config"
@@ -49,6 +52,11 @@ type daemon struct {
 	// starters run once before the monitor starts (watch registrations).
 	starters []func(context.Context) error
 	outbound *outboundMetrics
+	recon    *reconcileMetrics
+	actions  *actions.Service
+	hookRec  *hookRecorder
+	// admins are the principals that see the actions the daemon starts.
+	admins []string
 }
 
 // newDaemon loads the configuration and opens the state; errors in the
@@ -61,7 +69,7 @@ func newDaemon(o serveOptions, base *logrus.Logger, out io.Writer, addr *net.TCP
 	configureLogger(base, settings)
 	log := logrus.NewEntry(base)
 	d := &daemon{log: log, settings: settings, dataDir: o.dataDir, services: map[string]func(context.Context) error{},
-		outbound: newOutboundMetrics()}
+		outbound: newOutboundMetrics(), recon: newReconcileMetrics()}
 
 	path := o.configPath
 	if o.demo {
@@ -95,6 +103,18 @@ func newDaemon(o serveOptions, base *logrus.Logger, out io.Writer, addr *net.TCP
 		return nil, errors.Join(err, d.close())
 	}
 	d.cleanups = append(d.cleanups, d.db.Close)
+	d.admins = []string{api.AdminGroup}
+	for name := range cfg.Daemon.AdminTokenMap() {
+		d.admins = append(d.admins, "token:"+name)
+	}
+	d.hookRec = newHookRecorder(log.WithField("component", "hooks"))
+	if d.actions, err = actions.New(actions.Options{
+		Store: d.db, Log: log.WithField("component", "actions"),
+		Types: append(d.actionTypes(), d.hookRec.actionType()),
+	}); err != nil {
+		return nil, errors.Join(err, d.close())
+	}
+	d.hookRec.svc, d.hookRec.monitorBy = d.actions, d.admins
 
 	d.mon = monitor.New(monitor.Options{
 		Sink:     d.fileEvent,
@@ -120,7 +140,9 @@ func newDaemon(o serveOptions, base *logrus.Logger, out io.Writer, addr *net.TCP
 	})
 	srv := api.New(api.Options{
 		Registry:        reg,
-		Dispatcher:      d.disp,
+		Dispatcher:      apiDispatcher{d.disp, d},
+		Actions:         d.actions,
+		Auth:            d.auth(),
 		URL:             d.settings.URL,
 		Version:         APIVersion,
 		DaemonVersion:   version,
@@ -131,7 +153,11 @@ func newDaemon(o serveOptions, base *logrus.Logger, out io.Writer, addr *net.TCP
 		Ready:           d.readiness,
 		Log:             log.WithField("component", "api"),
 	})
-	srv.Metrics().MustRegister(append(stateCollectors(d.mon, d.db, d.gsJobs), d.outbound.requests, d.outbound.duration)...)
+	srv.Metrics().MustRegister(append(stateCollectors(d.mon, d.db, d.gsJobs),
+		d.outbound.requests, d.outbound.duration, d.recon.runs, d.recon.duration, d.recon.changes)...)
+	if d.fs != nil && cfg.Daemon.ReconcileInterval > 0 {
+		d.services["periodic reconcile"] = d.periodicReconcile
+	}
 	d.srv = srv
 	return d, nil
 }
@@ -194,7 +220,7 @@ func (d *daemon) newHandler(hc config.HandlerConfig) (handlers.Handler, error) {
 		d.fs = h
 		return h, nil
 	case hooks.Name:
-		h, err := newHooksHandler(d.cfg, d.dataDir, nil, log)
+		h, err := newHooksHandler(d.cfg, d.dataDir, d.hookRec, log)
 		if err != nil {
 			return nil, err
 		}
@@ -233,6 +259,11 @@ func newHooksHandler(cfg *config.Config, dataDir string, rec hooks.Recorder, log
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return nil, fmt.Errorf("hooks session root: %w", err)
 	}
+	// Hook users must reach their session directory through the data dir:
+	// let them traverse it (not list it; the state file stays 0600).
+	if err := os.Chmod(dataDir, 0o711); err != nil {
+		return nil, fmt.Errorf("hooks session root: %w", err)
+	}
 	opts := hooks.Options{SessionRoot: root, Recorder: rec, Log: log}
 	if fs, ok := cfg.Handler(filesystem.Name); ok && fs.FileSystem != nil {
 		opts.WorkspaceDir, opts.WpsOutputsDir = fs.FileSystem.WorkspaceDir, fs.FileSystem.WPSOutputsDir
@@ -262,7 +293,7 @@ func (d *daemon) fileEvent(ctx context.Context, ev handlers.FileEvent) error {
 // reconcile (start-up catch-up, inotify overflow).
 func (d *daemon) resyncWatch(ctx context.Context, r monitor.Registration) error {
 	if r.Handler == filesystem.Name && d.fs != nil {
-		_, err := d.fs.Reconcile(ctx, filesystem.Scope{Path: r.Path}, filesystem.ReconcileOptions{})
+		_, err := d.reconcile(ctx, filesystem.Scope{Path: r.Path}, false)
 		return err
 	}
 	if errors.Is(d.disp.Resync(ctx, r.Handler), handlers.ErrNoHandler) {
@@ -308,6 +339,10 @@ func (d *daemon) run(ctx context.Context, ln net.Listener, ready func(addr strin
 			return errors.Join(err, ln.Close(), d.close())
 		}
 	}
+	if err := d.actions.Start(workCtx); err != nil {
+		stopWork()
+		return errors.Join(err, ln.Close(), d.close())
+	}
 	goRun("dispatcher", d.disp.Run)
 	goRun("monitor", d.mon.Run)
 	goRun("journal retention", d.pruneJournal)
@@ -331,6 +366,11 @@ func (d *daemon) run(ctx context.Context, ln net.Listener, ready func(addr strin
 	stopHTTP()
 	if err := <-httpDone; err != nil {
 		errs = append(errs, fmt.Errorf("http: %w", err))
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := d.actions.Shutdown(shutCtx); err != nil {
+		errs = append(errs, fmt.Errorf("actions: %w", err))
 	}
 	stopWork()
 	wg.Wait()
@@ -409,4 +449,65 @@ func (s monitorStore) Registrations(ctx context.Context) ([]monitor.Registration
 		out[i] = monitor.Registration{Path: m.Path, Handler: m.Handler, Recursive: m.Recursive}
 	}
 	return out, nil
+}
+
+// auth is who may call the actions API and the webhooks.
+func (d *daemon) auth() api.Auth {
+	a := api.Auth{AdminTokens: d.cfg.Daemon.AdminTokenMap(), WebhookSecret: d.cfg.Daemon.WebhookSecret.Reveal()}
+	if d.cfg.Daemon.MagpieAuth {
+		if mc, ok := d.cfg.Handler("Magpie"); ok && mc.Magpie != nil {
+			a.Magpie = api.NewMagpieSessions(mc.Magpie.URL, d.outbound.client("magpie", outboundClient(d.settings)), 0)
+		}
+	}
+	return a
+}
+
+// apiDispatcher is the dispatcher the API calls: PUT /handlers/{name}/resync
+// runs a handler.resync action and waits for it.
+type apiDispatcher struct {
+	*handlers.Dispatcher
+	d *daemon
+}
+
+// Resync implements api.Dispatcher.
+func (a apiDispatcher) Resync(ctx context.Context, name string) error {
+	return a.d.runAction(ctx, "PUT /handlers/"+name+"/resync", "handler.resync", map[string]any{"handler": name})
+}
+
+// runAction runs an action as the daemon and waits until it ends.
+func (d *daemon) runAction(ctx context.Context, label, typ string, body map[string]any) error {
+	raw, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	st, _, err := d.actions.Run(ctx, internalCaller, typ, actions.RunRequest{
+		RequestID: internalRequestID(), Label: label, MonitorBy: d.admins, ManageBy: d.admins, Body: raw,
+	})
+	if err == nil {
+		st, err = d.actions.Wait(ctx, st.ActionID)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", label, err)
+	}
+	if st.Status != actions.Succeeded {
+		return fmt.Errorf("%s: action %s %s: %v", label, st.ActionID, st.Status, st.Details["description"])
+	}
+	return nil
+}
+
+// periodicReconcile runs the FileSystem reconcile every reconcile_interval
+// (with up to 10% jitter), as a handler.resync action.
+func (d *daemon) periodicReconcile(ctx context.Context) error {
+	every := d.cfg.Daemon.ReconcileInterval
+	for {
+		wait := every + time.Duration(rand.Int64N(int64(every)/10+1))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		if err := d.runAction(ctx, "periodic reconcile", "handler.resync", map[string]any{"handler": filesystem.Name}); err != nil && ctx.Err() == nil {
+			d.log.WithError(err).Warn("periodic reconcile")
+		}
+	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cowbird-go/cowbird/filesystem"
 	"github.com/cowbird-go/cowbird/geoserver"
 	"github.com/cowbird-go/cowbird/monitor"
 	"github.com/cowbird-go/cowbird/store"
@@ -100,4 +101,42 @@ func stateCollectors(mon *monitor.Monitor, db *store.DB, jobs *geoserver.Jobs) [
 		)
 	}
 	return cs
+}
+
+// reconcileMetrics export the FileSystem reconciles' figures.
+type reconcileMetrics struct {
+	runs     *prometheus.CounterVec
+	duration prometheus.Histogram
+	changes  *prometheus.CounterVec
+}
+
+func newReconcileMetrics() *reconcileMetrics {
+	return &reconcileMetrics{
+		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cowbird_reconcile_runs_total", Help: "FileSystem reconciles (resync, start-up, overflow, periodic), by outcome.",
+		}, []string{"outcome"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "cowbird_reconcile_duration_seconds", Help: "Duration of FileSystem reconciles.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 4, 9),
+		}),
+		changes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cowbird_reconcile_changes_total", Help: "Changes applied by reconciles, by kind.",
+		}, []string{"kind"}),
+	}
+}
+
+func (m *reconcileMetrics) observe(st filesystem.Stats, err error) {
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+	}
+	m.runs.WithLabelValues(outcome).Inc()
+	m.duration.Observe(st.Duration.Seconds())
+	for kind, n := range map[string]int{
+		"link_created": st.LinksCreated, "link_replaced": st.LinksReplaced, "link_removed": st.LinksRemoved,
+		"mode_fixed": st.ModesFixed, "dir_created": st.DirsCreated, "dir_removed": st.DirsRemoved,
+		"symlink_fixed": st.Symlinks, "failed": st.Failed,
+	} {
+		m.changes.WithLabelValues(kind).Add(float64(n))
+	}
 }

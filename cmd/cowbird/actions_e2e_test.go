@@ -1,0 +1,227 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+const adminToken = "s3cret-admin-token"
+
+// call sends an authenticated request to the actions API and decodes the answer.
+func call(t *testing.T, method, url, body string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	must(t, err)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	must(t, err)
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	if len(raw) > 0 && raw[0] == '{' {
+		must(t, json.Unmarshal(raw, &out))
+	}
+	return resp.StatusCode, out
+}
+
+// waitAction polls an action's status until it is terminal.
+func waitAction(t *testing.T, base, typ, id string) map[string]any {
+	t.Helper()
+	var st map[string]any
+	eventually(t, "action "+id+" to end", func() bool {
+		_, st = call(t, http.MethodGet, base+"/actions/v1/"+typ+"/"+id, "")
+		return st["status"] == "SUCCEEDED" || st["status"] == "FAILED"
+	})
+	return st
+}
+
+// TestResyncActions runs the admin actions on a real tree: a dry-run
+// handler.resync reports the diff without applying it, a real one applies
+// it, and PUT /handlers/FileSystem/resync runs as a visible action.
+func TestResyncActions(t *testing.T) {
+	b := startBirdhouseWith(t, "", "cowbird:\n  admin_tokens:\n    ops: "+adminToken+"\n")
+	id, err := b.mp.AddUser("dana", "", "users")
+	must(t, err)
+	ws := filepath.Join(b.dir, "user_workspaces", "dana")
+	eventually(t, "dana's workspace", func() bool { _, err := os.Stat(ws); return err == nil })
+	// A WPS output that appeared while nothing watched (written, then its
+	// link removed, as after an outage).
+	src := filepath.Join(b.dir, "wpsoutputs", "finch", "users", fmt.Sprint(id), "j9", "x.nc")
+	must(t, os.MkdirAll(filepath.Dir(src), 0o755))
+	must(t, os.WriteFile(src, []byte("x"), 0o644))
+	link := filepath.Join(ws, "wps_outputs", "finch", "j9", "x.nc")
+	eventually(t, "link", func() bool { _, err := os.Stat(link); return err == nil })
+	settle(t, b.base)
+	must(t, os.Remove(link))
+	if _, err := os.Lstat(link); err == nil {
+		t.Fatal("link still there")
+	}
+
+	if code, _ := post(t, b.base+"/actions/v1/handler.resync", `{"body": {"handler": "FileSystem"}}`); code != http.StatusUnauthorized {
+		t.Fatalf("run without token = %d, want 401", code)
+	}
+	code, st := call(t, http.MethodPost, b.base+"/actions/v1/handler.resync", `{"request_id": "r1", "body": {"handler": "FileSystem", "dry_run": true}}`)
+	if code != http.StatusAccepted {
+		t.Fatalf("run dry-run resync = %d %v", code, st)
+	}
+	st = waitAction(t, b.base, "handler.resync", st["action_id"].(string))
+	details := st["details"].(map[string]any)
+	if st["status"] != "SUCCEEDED" || details["links_created"] != float64(1) || !strings.Contains(fmt.Sprint(details["diff"]), link) {
+		_, lerr := os.Lstat(link)
+		t.Fatalf("dry run = %v (link: %v)", st, lerr)
+	}
+	if _, err := os.Stat(link); err == nil {
+		t.Fatal("dry run created the link")
+	}
+	if code, again := call(t, http.MethodPost, b.base+"/actions/v1/handler.resync", `{"request_id": "r1", "body": {"handler": "FileSystem", "dry_run": true}}`); code != http.StatusOK || again["action_id"] != st["action_id"] {
+		t.Fatalf("same request_id = %d %v", code, again)
+	}
+
+	resp, err := http.DefaultClient.Do(mustRequest(t, http.MethodPut, b.base+"/handlers/FileSystem/resync"))
+	must(t, err)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("PUT resync = %d", resp.StatusCode)
+	}
+	if a, err1 := os.Stat(src); err1 != nil {
+		t.Fatal(err1)
+	} else if l, err2 := os.Stat(link); err2 != nil || !os.SameFile(a, l) {
+		t.Fatalf("resync did not restore the link: %v", err2)
+	}
+	code, list := callList(t, b.base+"/actions/v1/handler.resync?status=succeeded&roles=monitor_by")
+	if code != http.StatusOK || !strings.Contains(list, "PUT /handlers/FileSystem/resync") {
+		t.Fatalf("enumerate = %d %s", code, list)
+	}
+}
+
+// settle waits until the monitor has delivered every file event: the
+// count of delivered events stops changing.
+func settle(t *testing.T, base string) {
+	t.Helper()
+	count := func() string {
+		_, text := callList(t, base+"/metrics")
+		for _, line := range strings.Split(text, "\n") {
+			if strings.HasPrefix(line, "cowbird_monitor_events_total ") {
+				return line
+			}
+		}
+		return ""
+	}
+	last, same := count(), 0
+	eventually(t, "file events to settle", func() bool {
+		time.Sleep(150 * time.Millisecond) // the monitor's coalescing window is 100 ms
+		now := count()
+		if now == last {
+			same++
+		} else {
+			last, same = now, 0
+		}
+		return same >= 2
+	})
+}
+
+func mustRequest(t *testing.T, method, url string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	must(t, err)
+	return req
+}
+
+func callList(t *testing.T, url string) (int, string) {
+	t.Helper()
+	req := mustRequest(t, http.MethodGet, url)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := http.DefaultClient.Do(req)
+	must(t, err)
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	_, _ = io.Copy(&buf, resp.Body)
+	return resp.StatusCode, buf.String()
+}
+
+// TestHookRunsAsTheUser: a user webhook triggers a hook that runs as the new
+// user (an OS account of that name), writes into the new workspace and
+// reports progress; the hook.run action's log shows the progress and the
+// redacted secret masked.
+func TestHookRunsAsTheUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("impersonation needs root (CI runs as root)")
+	}
+	if _, err := exec.LookPath("useradd"); err != nil {
+		t.Skip("useradd not installed")
+	}
+	const name = "cbhookuser"
+	if out, err := exec.Command("useradd", "-M", "-N", "-s", "/bin/false", name).CombinedOutput(); err != nil {
+		t.Fatalf("useradd: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("userdel", name).Run() })
+	u, err := user.Lookup(name)
+	must(t, err)
+
+	hooksHandler := "  Hooks:\n    active: true\n    priority: 50\n"
+	hooksSection := `hooks:
+  user_created:
+    run_as: "{{Event.UserName}}"
+    environments:
+      - name: secrets
+        onEnter: {command: /bin/sh, args: ["-c", "echo 'cowbird_redacted_env: API_KEY=topsecret42'"]}
+    tasks:
+      - command: /bin/sh
+        args: ["-c", "echo cowbird_progress: 50; echo key=$API_KEY; id -u > {{Handler.WorkspaceDir}}/{{Event.UserName}}/notebooks/hook-was-here; echo cowbird_status: seeded"]
+cowbird:
+  admin_tokens:
+    ops: ` + adminToken + "\n"
+	b := startBirdhouseWith(t, hooksHandler, hooksSection)
+	// The hook user must reach the tree (t.TempDir makes it root-only) and
+	// own its JupyterHub data dir, which the notebooks symlink points to.
+	for _, d := range []string{filepath.Dir(b.dir), b.dir} {
+		must(t, os.Chmod(d, 0o755))
+	}
+	home := filepath.Join(b.dir, "jupyterhub_user_data", name)
+	must(t, os.Mkdir(home, 0o755))
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	must(t, os.Chown(home, uid, gid))
+	if _, err := b.mp.AddUser(name, "", "users"); err != nil {
+		t.Fatal(err)
+	}
+	marker := filepath.Join(home, "hook-was-here")
+	eventually(t, "the hook's file", func() bool { _, err := os.Stat(marker); return err == nil })
+	got, err := os.ReadFile(marker)
+	must(t, err)
+	if strings.TrimSpace(string(got)) != u.Uid {
+		t.Fatalf("hook ran as uid %q, want %s", got, u.Uid)
+	}
+
+	var id string
+	eventually(t, "a finished hook.run action", func() bool {
+		_, list := callList(t, b.base+"/actions/v1/hook.run?status=succeeded,failed&roles=monitor_by")
+		var sts []map[string]any
+		if json.Unmarshal([]byte(list), &sts) != nil || len(sts) == 0 {
+			return false
+		}
+		id, _ = sts[0]["action_id"].(string)
+		return sts[0]["status"] == "SUCCEEDED"
+	})
+	code, page := call(t, http.MethodGet, b.base+"/actions/v1/hook.run/"+id+"/log?limit=100", "")
+	logText := fmt.Sprint(page)
+	if code != http.StatusOK || !strings.Contains(logText, "key=********") || strings.Contains(logText, "topsecret42") {
+		t.Fatalf("hook log = %d %s", code, logText)
+	}
+	_, st := call(t, http.MethodGet, b.base+"/actions/v1/hook.run/"+id, "")
+	if st["display_status"] != "seeded" && st["display_status"] != "Succeeded" {
+		t.Errorf("display_status = %v", st["display_status"])
+	}
+}
