@@ -16,26 +16,6 @@ import (
 	"github.com/cowbird-go/cowbird/store"
 )
 
-// dbStore adapts store.DB to monitor.Store, as cmd/cowbird does.
-type dbStore struct{ db *store.DB }
-
-func (s dbStore) SaveRegistration(ctx context.Context, r monitor.Registration) error {
-	return s.db.PutMonitor(ctx, store.Monitor{Path: r.Path, Handler: r.Handler, Recursive: r.Recursive})
-}
-
-func (s dbStore) DeleteRegistration(ctx context.Context, path, handler string) error {
-	return s.db.DeleteMonitor(ctx, handler, path)
-}
-
-func (s dbStore) Registrations(ctx context.Context) ([]monitor.Registration, error) {
-	ms, err := s.db.Monitors(ctx)
-	var out []monitor.Registration
-	for _, m := range ms {
-		out = append(out, monitor.Registration{Path: m.Path, Handler: m.Handler, Recursive: m.Recursive})
-	}
-	return out, err
-}
-
 func quiet() *logrus.Entry {
 	l := logrus.New()
 	l.SetOutput(io.Discard)
@@ -57,7 +37,7 @@ func start(t *testing.T, dataDir string) *running {
 	}
 	r := &running{events: make(chan handlers.FileEvent, 100)}
 	r.mon = monitor.New(monitor.Options{
-		Store: dbStore{db},
+		Store: db,
 		Log:   quiet(),
 		Sink: func(_ context.Context, ev handlers.FileEvent) error {
 			r.events <- ev

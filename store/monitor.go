@@ -8,14 +8,13 @@ import (
 	"strings"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/cowbird-go/cowbird/monitor"
 )
 
-// Monitor is a stored watch registration (spec §5.2), keyed by (Handler, Path).
-type Monitor struct {
-	Path      string `json:"path"`
-	Handler   string `json:"handler"`
-	Recursive bool   `json:"recursive"`
-}
+// The monitor registrations (spec §5.2) are stored keyed by (Handler, Path);
+// DB implements monitor.Store.
+var _ monitor.Store = (*DB)(nil)
 
 // monitorKey is handler NUL path: keys sort by handler, then path.
 func monitorKey(handler, path string) ([]byte, error) {
@@ -30,9 +29,9 @@ func monitorKey(handler, path string) ([]byte, error) {
 	return []byte(handler + "\x00" + path), nil
 }
 
-// PutMonitor stores m, replacing any registration with the same handler and
-// path.
-func (db *DB) PutMonitor(ctx context.Context, m Monitor) error {
+// SaveRegistration implements monitor.Store: it stores m, replacing any
+// registration with the same handler and path.
+func (db *DB) SaveRegistration(ctx context.Context, m monitor.Registration) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("put monitor %s %q: %w", m.Handler, m.Path, err)
 	}
@@ -53,8 +52,9 @@ func (db *DB) PutMonitor(ctx context.Context, m Monitor) error {
 	return nil
 }
 
-// DeleteMonitor removes the registration of handler on path, if any.
-func (db *DB) DeleteMonitor(ctx context.Context, handler, path string) error {
+// DeleteRegistration implements monitor.Store: it removes the registration
+// of handler on path, if any.
+func (db *DB) DeleteRegistration(ctx context.Context, path, handler string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("delete monitor %s %q: %w", handler, path, err)
 	}
@@ -71,15 +71,16 @@ func (db *DB) DeleteMonitor(ctx context.Context, handler, path string) error {
 	return nil
 }
 
-// Monitors lists the stored registrations sorted by handler, then path.
-func (db *DB) Monitors(ctx context.Context) ([]Monitor, error) {
+// Registrations implements monitor.Store: the stored registrations sorted by
+// handler, then path.
+func (db *DB) Registrations(ctx context.Context) ([]monitor.Registration, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("list monitors: %w", err)
 	}
-	var ms []Monitor
+	var ms []monitor.Registration
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(monitorsBucket).ForEach(func(k, v []byte) error {
-			var m Monitor
+			var m monitor.Registration
 			if err := json.Unmarshal(v, &m); err != nil {
 				return fmt.Errorf("decode monitor %q: %w", k, err)
 			}

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cowbird-go/cowbird/monitor"
 )
 
 // openDB opens a store in dir and closes it at the end of the test.
@@ -62,16 +64,16 @@ func TestCanceledContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	calls := map[string]func() error{
-		"Append":        func() error { _, err := db.Append(ctx, userEvent("alice"), []string{"a"}); return err },
-		"Done":          func() error { return db.Done(ctx, 1, "a") },
-		"Fail":          func() error { return db.Fail(ctx, 1, "a", "x", noRetry) },
-		"Pending":       func() error { _, err := db.Pending(ctx); return err },
-		"Event":         func() error { _, err := db.Event(ctx, 1); return err },
-		"Events":        func() error { _, err := db.Events(ctx, 0, 1); return err },
-		"Prune":         func() error { _, err := db.Prune(ctx, now(), 0, 0); return err },
-		"PutMonitor":    func() error { return db.PutMonitor(ctx, Monitor{Path: "/p", Handler: "h"}) },
-		"DeleteMonitor": func() error { return db.DeleteMonitor(ctx, "h", "/p") },
-		"Monitors":      func() error { _, err := db.Monitors(ctx); return err },
+		"Append":             func() error { _, err := db.Append(ctx, userEvent("alice"), []string{"a"}); return err },
+		"Done":               func() error { return db.Done(ctx, 1, "a") },
+		"Fail":               func() error { return db.Fail(ctx, 1, "a", "x", noRetry) },
+		"Pending":            func() error { _, err := db.Pending(ctx); return err },
+		"Event":              func() error { _, err := db.Event(ctx, 1); return err },
+		"Events":             func() error { _, err := db.Events(ctx, 0, 1); return err },
+		"Prune":              func() error { _, err := db.Prune(ctx, now(), 0, 0); return err },
+		"SaveRegistration":   func() error { return db.SaveRegistration(ctx, monitor.Registration{Path: "/p", Handler: "h"}) },
+		"DeleteRegistration": func() error { return db.DeleteRegistration(ctx, "/p", "h") },
+		"Registrations":      func() error { _, err := db.Registrations(ctx); return err },
 	}
 	for name, call := range calls {
 		t.Run(name, func(t *testing.T) {

@@ -119,7 +119,7 @@ func newDaemon(o serveOptions, base *logrus.Logger, out io.Writer, addr *net.TCP
 	d.mon = monitor.New(monitor.Options{
 		Sink:     d.fileEvent,
 		Resync:   d.resyncWatch,
-		Store:    monitorStore{d.db},
+		Store:    d.db,
 		Log:      log.WithField("component", "monitor"),
 		Debounce: monitor.DefaultDebounce,
 	})
@@ -426,29 +426,6 @@ func outboundClient(s config.Settings) *http.Client {
 // localURL is the URL of the daemon on this host.
 func localURL(addr *net.TCPAddr) string {
 	return fmt.Sprintf("http://localhost:%d", addr.Port)
-}
-
-// monitorStore adapts store.DB to monitor.Store.
-type monitorStore struct{ db *store.DB }
-
-func (s monitorStore) SaveRegistration(ctx context.Context, r monitor.Registration) error {
-	return s.db.PutMonitor(ctx, store.Monitor{Path: r.Path, Handler: r.Handler, Recursive: r.Recursive})
-}
-
-func (s monitorStore) DeleteRegistration(ctx context.Context, path, handler string) error {
-	return s.db.DeleteMonitor(ctx, handler, path)
-}
-
-func (s monitorStore) Registrations(ctx context.Context) ([]monitor.Registration, error) {
-	ms, err := s.db.Monitors(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]monitor.Registration, len(ms))
-	for i, m := range ms {
-		out[i] = monitor.Registration{Path: m.Path, Handler: m.Handler, Recursive: m.Recursive}
-	}
-	return out, nil
 }
 
 // auth is who may call the actions API and the webhooks.
