@@ -83,7 +83,8 @@ type Handler struct {
 	public   string // public link root, relative to workspace_dir
 	reserved map[string]bool
 
-	mu sync.Mutex // serializes reconciles and workspace changes
+	mu       sync.Mutex // serializes reconciles and workspace changes
+	lastFull sizes      // of the last full reconcile, under mu
 
 	rootMu sync.Mutex
 	wps    *safefs.Root

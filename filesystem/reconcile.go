@@ -104,7 +104,11 @@ func (h *Handler) Reconcile(ctx context.Context, scope Scope, opts ReconcileOpti
 // reconcile is Reconcile for a caller holding h.mu.
 func (h *Handler) reconcile(ctx context.Context, mp Magpie, scope Scope, opts ReconcileOptions) (Stats, error) {
 	start := time.Now()
-	r, err := h.newRun(mp, opts.DryRun)
+	var hint sizes // a full run presizes its maps from the previous one
+	if scope == (Scope{}) {
+		hint = h.lastFull
+	}
+	r, err := h.newRun(mp, opts.DryRun, hint)
 	if err != nil {
 		return Stats{}, fmt.Errorf("reconcile %s: %w", scope, err)
 	}
@@ -114,6 +118,9 @@ func (h *Handler) reconcile(ctx context.Context, mp Magpie, scope Scope, opts Re
 	err = r.plan(ctx, scope)
 	if err == nil {
 		err = r.apply(ctx)
+	}
+	if scope == (Scope{}) {
+		h.lastFull = sizes{have: len(r.have), want: len(r.want), dirs: len(r.dirs)}
 	}
 	r.stats.Duration = time.Since(start)
 	if err != nil {
@@ -140,11 +147,11 @@ type run struct {
 	wsOK    map[string]bool // user -> workspace is a real directory
 	skipped map[string]bool // warnings already logged
 
-	want    map[string]link   // desired links by path in ws
-	srcMode []source          // user sources whose others bits to check
-	have    map[string]uint64 // actual non-directories in the walked mirrors, by inode
-	dirs    map[string]bool   // actual directories in the walked mirrors
-	nbUsers []string          // users whose notebooks symlink to check
+	want    map[string]link        // desired links by path in ws
+	srcMode []source               // user sources whose others bits to check
+	have    map[string]uint64      // actual non-directories in the walked mirrors, by inode
+	dirs    map[string]os.FileMode // actual directories in the walked mirrors, with their mode
+	nbUsers []string               // users whose notebooks symlink to check
 
 	mu       sync.Mutex
 	stats    Stats
@@ -161,12 +168,16 @@ type link struct {
 type source struct {
 	rel   string
 	ino   uint64
+	mode  os.FileMode // as walked
 	dst   string
 	user  string
 	resID int
 }
 
-func (h *Handler) newRun(mp Magpie, dry bool) (*run, error) {
+// sizes are the map sizes of a run, a capacity hint for the next one.
+type sizes struct{ have, want, dirs int }
+
+func (h *Handler) newRun(mp Magpie, dry bool, hint sizes) (*run, error) {
 	ws, err := h.wsRoot()
 	if err != nil {
 		return nil, fmt.Errorf("workspace_dir: %w", err)
@@ -182,7 +193,8 @@ func (h *Handler) newRun(mp Magpie, dry bool) (*run, error) {
 		h: h, mp: mp, dry: dry, wps: wps, ws: ws, log: h.log,
 		acc:  newAccess(mp, h.log, h.cfg.SecureDataProxyName, h.cfg.WPSOutputsResName),
 		wsOK: map[string]bool{}, skipped: map[string]bool{},
-		want: map[string]link{}, have: map[string]uint64{}, dirs: map[string]bool{},
+		want: make(map[string]link, hint.want), have: make(map[string]uint64, hint.have),
+		dirs: make(map[string]os.FileMode, hint.dirs),
 	}, nil
 }
 
@@ -245,15 +257,29 @@ func (r *run) plan(ctx context.Context, scope Scope) error {
 			slices.Sort(r.nbUsers)
 		}
 	}
-	for _, m := range mirrors {
-		if err := r.walkMirror(m); err != nil {
-			return err
+	// The mirrors (which fill only have and dirs) are walked alongside the
+	// sources (which fill the rest).
+	mirrored := make(chan error, 1)
+	go func() {
+		for _, m := range mirrors {
+			if err := r.walkMirror(m); err != nil {
+				mirrored <- err
+				return
+			}
+		}
+		mirrored <- nil
+	}()
+	var err error
+	for _, s := range sources {
+		if err = r.walkSource(ctx, s); err != nil {
+			break
 		}
 	}
-	for _, s := range sources {
-		if err := r.walkSource(ctx, s); err != nil {
-			return err
-		}
+	if mErr := <-mirrored; err == nil {
+		err = mErr
+	}
+	if err != nil {
+		return err
 	}
 	keys := make([]permKey, 0, len(r.srcMode))
 	for _, s := range r.srcMode {
@@ -317,7 +343,8 @@ func (r *run) mirrorsOf(ctx context.Context, rel string) ([]string, error) {
 	return mirrors, nil
 }
 
-func (r *run) userLinks(user string) string { return path.Join(user, r.h.cfg.UserWPSOutputsDirName) }
+// userLinks is the user's link root; both names are checked single components.
+func (r *run) userLinks(user string) string { return user + "/" + r.h.cfg.UserWPSOutputsDirName }
 
 // loadUsers fetches the Magpie users once.
 func (r *run) loadUsers(ctx context.Context) error {
@@ -373,7 +400,9 @@ func (r *run) warnOnce(key string, f logrus.Fields, msg string) {
 	}
 }
 
-// walkMirror records what exists at and below the link path m.
+// walkMirror records what exists at and below the link path m, with the
+// mode of each directory (one fstatat each, from the walk), so that no
+// directory needs its own lstat later.
 func (r *run) walkMirror(m string) error {
 	st, err := r.ws.Lstat(m)
 	switch {
@@ -385,12 +414,21 @@ func (r *run) walkMirror(m string) error {
 		r.have[m] = st.Ino
 		return nil
 	}
-	r.dirs[m] = true
-	return r.ws.Walk(m, func(rel string, e safefs.DirEntry) error {
-		if e.IsDir() {
-			r.dirs[rel] = true
-		} else {
+	r.dirs[m] = st.Mode
+	return r.ws.WalkLstat(m, func(rel string, e safefs.DirEntry, lstat func() (safefs.Stat, error)) error {
+		if !e.IsDir() {
 			r.have[rel] = e.Ino
+			return nil
+		}
+		st, err := lstat()
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil:
+			return err
+		case st.IsDir():
+			r.dirs[rel] = st.Mode
+		default: // replaced since getdents
+			r.have[rel] = st.Ino
 		}
 		return nil
 	})
@@ -407,24 +445,26 @@ func (r *run) walkSource(ctx context.Context, s string) error {
 		return err
 	case !st.IsDir():
 		if st.Mode.IsRegular() {
-			return r.consider(ctx, s, st.Ino)
+			return r.consider(ctx, s, st.Ino, func() (safefs.Stat, error) { return st, nil })
 		}
 		return nil
 	}
-	return r.wps.Walk(s, func(rel string, e safefs.DirEntry) error {
+	return r.wps.WalkLstat(s, func(rel string, e safefs.DirEntry, lstat func() (safefs.Stat, error)) error {
 		if e.Type == 0 { // regular file; symlinks and specials are not linked
-			return r.consider(ctx, rel, e.Ino)
+			return r.consider(ctx, rel, e.Ino, lstat)
 		}
 		return nil
 	})
 }
 
-// consider records the desired state of the source file rel.
-func (r *run) consider(ctx context.Context, rel string, ino uint64) error {
+// consider records the desired state of the source file rel. lstat is
+// called for user files only: their others bits are checked, from that
+// lstat, without another syscall.
+func (r *run) consider(ctx context.Context, rel string, ino uint64, lstat func() (safefs.Stat, error)) error {
 	r.stats.Sources++
 	bird, id, sub, ok := userFile(rel)
 	if !ok {
-		r.want[path.Join(r.h.public, rel)] = link{src: rel, ino: ino}
+		r.want[r.h.public+"/"+rel] = link{src: rel, ino: ino} // both clean
 		return nil
 	}
 	if err := r.loadUsers(ctx); err != nil {
@@ -438,7 +478,17 @@ func (r *run) consider(ctx context.Context, rel string, ino uint64) error {
 	if err := r.acc.load(ctx); err != nil {
 		return err
 	}
-	r.srcMode = append(r.srcMode, source{rel: rel, ino: ino, dst: path.Join(r.userLinks(name), bird, sub),
+	st, err := lstat()
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil // removed since it was listed
+	case err != nil:
+		r.fail(OpMode, filepath.Join(r.h.cfg.WPSOutputsDir, rel), err)
+		return nil
+	case !st.Mode.IsRegular():
+		return nil // replaced since it was listed
+	}
+	r.srcMode = append(r.srcMode, source{rel: rel, ino: st.Ino, mode: st.Mode, dst: r.userLinks(name) + "/" + bird + "/" + sub, // all clean
 		user: name, resID: r.acc.closest(rel)})
 	return nil
 }
@@ -446,15 +496,20 @@ func (r *run) consider(ctx context.Context, rel string, ino uint64) error {
 // apply makes the changes: stale entries out, directories, modes and links
 // in, then directories that mirror nothing out, and notebooks symlinks.
 func (r *run) apply(ctx context.Context) error {
-	var stale []string
-	for p := range r.have {
-		if _, ok := r.want[p]; !ok {
-			stale = append(stale, p)
-		}
-	}
-	slices.Sort(stale)
+	var links, linkDirs []string // links to make; directories where a link belongs
 	wantDirs := map[string]bool{}
-	for p := range r.want {
+	had := 0 // entries of have that are wanted
+	for p, l := range r.want {
+		cur, exists := r.have[p]
+		if exists {
+			had++
+		}
+		if !exists || cur != l.ino {
+			links = append(links, p)
+		}
+		if _, isDir := r.dirs[p]; isDir {
+			linkDirs = append(linkDirs, p)
+		}
 		for d := path.Dir(p); !wantDirs[d] && d != "."; d = path.Dir(d) {
 			wantDirs[d] = true
 			if r.base(d) {
@@ -462,11 +517,16 @@ func (r *run) apply(ctx context.Context) error {
 			}
 		}
 	}
-	for p := range r.want {
-		if r.dirs[p] { // a directory where a link belongs
-			stale = append(stale, p)
+	var stale []string
+	if had < len(r.have) { // else every entry there is wanted
+		for p := range r.have {
+			if _, ok := r.want[p]; !ok {
+				stale = append(stale, p)
+			}
 		}
 	}
+	slices.Sort(stale)
+	stale = append(stale, linkDirs...)
 	if err := parallel(ctx, r.h.opts.Workers, len(stale), func(i int) { r.remove(stale[i], OpRemove) }); err != nil {
 		return err
 	}
@@ -486,12 +546,14 @@ func (r *run) apply(ctx context.Context) error {
 			made[d] = r.ensureDir(d)
 		}
 	}
-	if err := parallel(ctx, r.h.opts.Workers, len(r.srcMode), func(i int) { r.sourceMode(r.srcMode[i]) }); err != nil {
-		return err
+	var modes []source
+	for _, s := range r.srcMode {
+		if s.mode&0o7 != r.others(s) {
+			modes = append(modes, s)
+		}
 	}
-	links := make([]string, 0, len(r.want))
-	for p := range r.want {
-		links = append(links, p)
+	if err := parallel(ctx, r.h.opts.Workers, len(modes), func(i int) { r.sourceMode(modes[i]) }); err != nil {
+		return err
 	}
 	slices.Sort(links)
 	if err := parallel(ctx, r.h.opts.Workers, len(links), func(i int) { r.link(links[i]) }); err != nil {
@@ -531,7 +593,10 @@ func (r *run) base(d string) bool {
 // prune removes d and its parents while they are empty link directories
 // outside the walked mirrors (the parents of what a scoped run removed).
 func (r *run) prune(d string, keep map[string]bool) {
-	for ; d != "." && !r.base(d) && !r.dirs[d] && !keep[d]; d = path.Dir(d) {
+	for ; d != "." && !r.base(d) && !keep[d]; d = path.Dir(d) {
+		if _, walked := r.dirs[d]; walked {
+			return
+		}
 		if _, ok := r.want[d]; ok || r.ws.Remove(d) != nil {
 			return // not empty (or gone): stop there
 		}
@@ -597,9 +662,18 @@ func (r *run) remove(rel string, op Op) bool {
 // ensureDir makes d a real directory with others r-x and reports whether
 // it had to create it. A symlink or file in its place is removed first: it
 // can only have been planted there. A symlink above d, outside the link
-// trees, makes it fail.
+// trees, makes it fail. The mode of a directory met in a walked mirror is
+// taken from the walk.
 func (r *run) ensureDir(d string) bool {
-	st, err := r.ws.Lstat(d)
+	var (
+		st  safefs.Stat
+		err error
+	)
+	if mode, walked := r.dirs[d]; walked {
+		st.Mode = mode
+	} else {
+		st, err = r.ws.Lstat(d)
+	}
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return r.mkdir(d)
@@ -635,28 +709,24 @@ func (r *run) mkdir(d string) bool {
 	return true
 }
 
-// sourceMode sets the others bits of a user source file to r-- when the
-// user may read it and --- otherwise (write is never granted).
+// others returns the others bits a user source file should have: r-- when
+// the user may read it and --- otherwise (write is never granted).
+func (r *run) others(s source) os.FileMode {
+	if r.acc.readable(s.user, s.resID) {
+		return 0o4
+	}
+	return 0
+}
+
+// sourceMode sets the others bits of the user source file s, whose walked
+// mode differs from what they should be.
 func (r *run) sourceMode(s source) {
-	readable := r.acc.readable(s.user, s.resID)
-	want := os.FileMode(0)
-	if readable {
-		want = 0o4
-	}
-	st, err := r.wps.Lstat(s.rel)
-	if err != nil {
-		r.fail(OpMode, s.rel, err)
-		return
-	}
-	if st.Mode&0o7 == want {
-		return
-	}
 	abs := filepath.Join(r.h.cfg.WPSOutputsDir, s.rel)
 	if !r.dry {
 		if r.h.watch != nil {
 			r.h.watch.Ignore(abs, handlers.FileModified)
 		}
-		if _, err := r.wps.SetOthers(s.rel, readable, false, false); err != nil {
+		if _, err := r.wps.SetOthers(s.rel, r.others(s) != 0, false, false); err != nil {
 			r.fail(OpMode, abs, err)
 			return
 		}
@@ -664,13 +734,11 @@ func (r *run) sourceMode(s source) {
 	r.note(OpMode, abs, "")
 }
 
-// link makes the desired link p point at its source's inode.
+// link makes the desired link p, missing or pointing at another inode,
+// point at its source's inode.
 func (r *run) link(p string) {
 	l := r.want[p]
-	cur, exists := r.have[p]
-	if exists && cur == l.ino {
-		return
-	}
+	_, exists := r.have[p]
 	op := OpLink
 	if exists {
 		op = OpReplace

@@ -101,7 +101,8 @@ type Monitor struct {
 	regs     map[regKey]Registration
 	watcher  *fsnotify.Watcher       // nil unless Run is running
 	dirs     map[string]bool         // directories watched
-	ignores  map[ignoreKey]time.Time // (path, op) -> suppressed until
+	ignores  map[ignoreKey]time.Time // (path, op) -> suppressed until; expired ones linger until a sweep
+	swept    int                     // len(ignores) after the last sweep
 	maxWatch int                     // fs.inotify.max_user_watches, 0 if unknown
 
 	overflows, events, handlerErrors, limitErrors atomic.Uint64
@@ -222,13 +223,22 @@ func (m *Monitor) Ignore(path string, op handlers.FileOp) {
 	now := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for k, until := range m.ignores {
-		if !now.Before(until) {
-			delete(m.ignores, k)
-		}
-	}
 	m.ignores[ignoreKey{path, op}] = now.Add(m.opts.IgnoreFor)
+	// Sweep expired entries only once the map has doubled since the last
+	// sweep: O(1) amortized per call, and the map stays within twice its
+	// live size (plus minIgnoreSweep).
+	if len(m.ignores) >= 2*m.swept+minIgnoreSweep {
+		for k, until := range m.ignores {
+			if !now.Before(until) {
+				delete(m.ignores, k)
+			}
+		}
+		m.swept = len(m.ignores)
+	}
 }
+
+// minIgnoreSweep is the number of Ignore entries below which no sweep runs.
+const minIgnoreSweep = 64
 
 // Stats returns the current counters.
 func (m *Monitor) Stats() Stats {

@@ -57,9 +57,13 @@ func (r *Root) ReadDir(rel string) ([]DirEntry, error) {
 	return ents, nil
 }
 
-// errSkipRest stops reading a directory after fn returned fs.SkipDir for a
-// non-directory entry.
-var errSkipRest = errors.New("skip rest of directory")
+var (
+	// errSkipRest stops reading a directory after fn returned fs.SkipDir
+	// for a non-directory entry.
+	errSkipRest = errors.New("skip rest of directory")
+	// errLstatLate reports a WalkLstat lstat called after its fn returned.
+	errLstatLate = errors.New("lstat called after the walk function returned")
+)
 
 // Walk calls fn for every entry beneath the directory rel (not for rel
 // itself), in directory order, with the entry's path relative to the root.
@@ -69,6 +73,16 @@ var errSkipRest = errors.New("skip rest of directory")
 // and is returned unchanged. Types come from d_type, with an lstat only where
 // the file system does not fill it in.
 func (r *Root) Walk(rel string, fn func(rel string, e DirEntry) error) error {
+	return r.WalkLstat(rel, func(rel string, e DirEntry, _ func() (Stat, error)) error { return fn(rel, e) })
+}
+
+// WalkLstat is Walk whose fn may also lstat the entry it is given: lstat
+// runs one fstatat(AT_SYMLINK_NOFOLLOW) on the walker's already-open
+// directory descriptor (no path resolution, no open per entry), so the
+// entry is described, never followed. lstat is valid only until fn
+// returns; an entry that vanished since getdents gives fs.ErrNotExist.
+// Entries whose lstat is not asked for cost no syscall.
+func (r *Root) WalkLstat(rel string, fn func(rel string, e DirEntry, lstat func() (Stat, error)) error) error {
 	comps, err := split(rel)
 	if err != nil {
 		return &fs.PathError{Op: "walk", Path: r.full(rel), Err: err}
@@ -78,7 +92,8 @@ func (r *Root) Walk(rel string, fn func(rel string, e DirEntry) error) error {
 		return &fs.PathError{Op: "walk", Path: r.full(rel), Err: err}
 	}
 	defer d.close()
-	w := walker{root: r, fn: fn}
+	w := walker{root: r, fn: fn, cur: entry{dirfd: -1}}
+	w.lstat = w.lstatCur
 	err = w.walk(d.fd, strings.Join(comps, "/"), 0)
 	if fe, ok := err.(fnError); ok {
 		err = fe.err
@@ -97,9 +112,32 @@ func (e fnError) Error() string { return e.err.Error() }
 
 // walker keeps one getdents buffer per depth, reused across directories.
 type walker struct {
-	root *Root
-	fn   func(string, DirEntry) error
-	bufs [][]byte
+	root  *Root
+	fn    func(string, DirEntry, func() (Stat, error)) error
+	bufs  [][]byte
+	cur   entry                // the entry fn is being called for
+	lstat func() (Stat, error) // w.lstatCur, made once
+}
+
+// entry is the entry being visited: its name in the open directory dirfd
+// (-1 outside calls of fn) and its path relative to the root.
+type entry struct {
+	dirfd     int
+	name, rel string
+}
+
+// lstatCur describes the entry fn is being called for, with one fstatat on
+// its directory's open descriptor.
+func (w *walker) lstatCur() (Stat, error) {
+	var st unix.Stat_t
+	err := errLstatLate
+	if w.cur.dirfd >= 0 {
+		err = unix.Fstatat(w.cur.dirfd, w.cur.name, &st, unix.AT_SYMLINK_NOFOLLOW)
+	}
+	if err != nil {
+		return Stat{}, &fs.PathError{Op: "lstat", Path: w.root.full(w.cur.rel), Err: err}
+	}
+	return statOf(&st), nil
 }
 
 func (w *walker) walk(fd int, prefix string, depth int) error {
@@ -115,7 +153,10 @@ func (w *walker) walk(fd int, prefix string, depth int) error {
 			p = prefix + "/" + string(name)
 		}
 		e := DirEntry{Name: p[len(p)-len(name):], Type: typ, Ino: ino}
-		if err := w.fn(p, e); err != nil {
+		w.cur = entry{dirfd: fd, name: e.Name, rel: p}
+		err := w.fn(p, e, w.lstat)
+		w.cur = entry{dirfd: -1}
+		if err != nil {
 			if err == fs.SkipDir {
 				if typ.IsDir() {
 					return nil

@@ -63,6 +63,108 @@ func TestWalkNeverFollowsSymlinks(t *testing.T) {
 	})
 }
 
+// TestWalkLstat checks that the lstat WalkLstat hands out reports what
+// lstat(2) reports, planted symlinks included, and that the walk descends
+// only into real directories.
+func TestWalkLstat(t *testing.T) {
+	resolvers(t, func(t *testing.T, open func(*testing.T, string) *Root) {
+		f := newFixture(t, open)
+		ws := f.wsDir
+		mkdir(t, ws+"/d/a", 0o751)
+		writeFile(t, ws+"/d/a/file", "", 0o604)
+		symlink(t, f.outside, ws+"/d/a/evil")
+		symlink(t, f.outside+"/secret", ws+"/d/evilfile")
+
+		got := map[string]Stat{}
+		err := f.ws.WalkLstat("d", func(rel string, e DirEntry, lstat func() (Stat, error)) error {
+			st, err := lstat()
+			if err != nil {
+				return err
+			}
+			if st.Mode.Type() != e.Type || st.Ino != e.Ino {
+				t.Errorf("%s: lstat %+v disagrees with entry %+v", rel, st, e)
+			}
+			got[rel] = st
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]os.FileMode{
+			"d/a":        os.ModeDir | 0o751,
+			"d/a/file":   0o604,
+			"d/a/evil":   os.ModeSymlink | 0o777,
+			"d/evilfile": os.ModeSymlink | 0o777,
+		}
+		if len(got) != len(want) {
+			t.Errorf("walked %v, want the entries %v", got, want)
+		}
+		for rel, mode := range want {
+			fi, err := os.Lstat(ws + "/" + rel)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sys := fi.Sys().(*syscall.Stat_t)
+			wantSt := Stat{Mode: mode, Ino: sys.Ino, Dev: sys.Dev, Nlink: uint64(sys.Nlink), Uid: sys.Uid, Gid: sys.Gid}
+			if st, ok := got[rel]; !ok || st != wantSt {
+				t.Errorf("%s: got %+v (walked %v), want %+v", rel, st, ok, wantSt)
+			}
+		}
+		for _, rel := range []string{"d/evilfile", "d/a/evil", "evil/sub"} {
+			if err := f.ws.WalkLstat(rel, nil); !errors.Is(err, ErrSymlink) {
+				t.Errorf("WalkLstat(%s) = %v, want ErrSymlink", rel, err)
+			}
+		}
+		f.assertOutsideUntouched(t)
+	})
+}
+
+// TestWalkLstatRaces swaps entries while they are visited: a directory
+// replaced by a symlink to the outside is described as the symlink and not
+// descended into, a removed entry gives fs.ErrNotExist, and an lstat kept
+// past its call is refused.
+func TestWalkLstatRaces(t *testing.T) {
+	resolvers(t, func(t *testing.T, open func(*testing.T, string) *Root) {
+		f := newFixture(t, open)
+		ws := f.wsDir
+		mkdir(t, ws+"/d/swapped", 0o755)
+		writeFile(t, ws+"/d/swapped/inside", "", 0o644)
+		writeFile(t, ws+"/d/gone", "", 0o644)
+
+		var late func() (Stat, error)
+		seen := map[string]error{}
+		err := f.ws.WalkLstat("d", func(rel string, _ DirEntry, lstat func() (Stat, error)) error {
+			switch rel {
+			case "d/swapped":
+				if err := os.Rename(ws+"/d/swapped", ws+"/moved"); err != nil {
+					return err
+				}
+				symlink(t, f.outside, ws+"/d/swapped")
+				if st, err := lstat(); err != nil || !st.IsSymlink() {
+					t.Errorf("lstat of the swapped directory = %+v, %v; want the symlink", st, err)
+				}
+			case "d/gone":
+				if err := os.Remove(ws + "/d/gone"); err != nil {
+					return err
+				}
+			}
+			_, seen[rel] = lstat()
+			late = lstat
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(seen) != 2 || seen["d/swapped"] != nil || !errors.Is(seen["d/gone"], fs.ErrNotExist) {
+			t.Errorf("visited %v, want d/swapped (no error) and d/gone (not exist) only", seen)
+		}
+		if _, err := late(); !errors.Is(err, errLstatLate) {
+			t.Errorf("lstat after the walk = %v, want errLstatLate", err)
+		}
+		f.assertOutsideUntouched(t)
+	})
+}
+
 func TestWalkControl(t *testing.T) {
 	r, dir := openTemp(t)
 	mkdir(t, dir+"/s", 0o755)
@@ -228,6 +330,7 @@ func TestNoDescriptorLeak(t *testing.T) {
 			f.ws.Chown(rel, 0, 0)
 			f.ws.ReadDir(rel)
 			f.ws.Walk(rel, nopWalk)
+			f.ws.WalkLstat(rel, func(_ string, _ DirEntry, lstat func() (Stat, error)) error { _, err := lstat(); return err })
 			f.ws.Rename(rel+"-s", rel+"-t")
 			f.ws.Remove(rel + "-t")
 			f.ws.RemoveAll(rel + "/m")
