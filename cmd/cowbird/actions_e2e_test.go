@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cowbird-go/cowbird/magpie/magpietest"
 )
 
 const adminToken = "s3cret-admin-token"
@@ -223,5 +225,55 @@ cowbird:
 	_, st := call(t, http.MethodGet, b.base+"/actions/v1/hook.run/"+id, "")
 	if st["display_status"] != "seeded" && st["display_status"] != "Succeeded" {
 		t.Errorf("display_status = %v", st["display_status"])
+	}
+}
+
+// TestCancelResync cancels a handler.resync while it waits on a slow Magpie:
+// the action ends FAILED CANCELED without waiting for Magpie, and the next
+// resync brings the tree to the desired state.
+func TestCancelResync(t *testing.T) {
+	b := startBirdhouseWith(t, "", "cowbird:\n  admin_tokens:\n    ops: "+adminToken+"\n")
+	id, err := b.mp.AddUser("fay", "", "users")
+	must(t, err)
+	ws := filepath.Join(b.dir, "user_workspaces", "fay")
+	eventually(t, "fay's workspace", func() bool { _, err := os.Stat(ws); return err == nil })
+	settle(t, b.base)
+	// 300 outputs whose links are missing, as after an outage.
+	for i := range 300 {
+		src := filepath.Join(b.dir, "wpsoutputs", "emu", "users", fmt.Sprint(id), fmt.Sprintf("j%d", i%10), fmt.Sprintf("f%d.nc", i))
+		must(t, os.MkdirAll(filepath.Dir(src), 0o755))
+		must(t, os.WriteFile(src, nil, 0o644))
+	}
+	settle(t, b.base)
+	must(t, os.RemoveAll(filepath.Join(ws, "wps_outputs")))
+
+	// Magpie holds the next permission look-up for a minute: far longer than
+	// the test waits for the cancel to take effect.
+	b.mp.Inject("GET /users/{user}/resources/{id}/permissions", magpietest.Fault{Delay: time.Minute, Times: 1})
+	code, st := call(t, http.MethodPost, b.base+"/actions/v1/handler.resync", `{"request_id": "slow", "body": {"handler": "FileSystem"}}`)
+	if code != http.StatusAccepted {
+		t.Fatalf("run = %d %v", code, st)
+	}
+	aid := st["action_id"].(string)
+	if code, st = call(t, http.MethodPost, b.base+"/actions/v1/handler.resync/"+aid+"/cancel", ""); code != http.StatusOK {
+		t.Fatalf("cancel = %d %v", code, st)
+	}
+	st = waitAction(t, b.base, "handler.resync", aid)
+	if st["status"] != "FAILED" || st["details"].(map[string]any)["code"] != "CANCELED" {
+		t.Fatalf("canceled resync = %v", st)
+	}
+
+	code, st = call(t, http.MethodPost, b.base+"/actions/v1/handler.resync", `{"request_id": "again", "body": {"handler": "FileSystem"}}`)
+	if code != http.StatusAccepted {
+		t.Fatalf("run = %d %v", code, st)
+	}
+	if st = waitAction(t, b.base, "handler.resync", st["action_id"].(string)); st["status"] != "SUCCEEDED" {
+		t.Fatalf("resync after cancel = %v", st)
+	}
+	for i := range 300 {
+		link := filepath.Join(ws, "wps_outputs", "emu", fmt.Sprintf("j%d", i%10), fmt.Sprintf("f%d.nc", i))
+		if _, err := os.Stat(link); err != nil {
+			t.Fatalf("after the resync: %v", err)
+		}
 	}
 }
