@@ -167,6 +167,23 @@ func TestBirdhouseEventMatrix(t *testing.T) {
 	for _, h := range []string{"Catalog", "Thredds", "Nginx"} {
 		waitLog(t, hook, fmt.Sprintf("Event [permission_created] for handler [%s] is not implemented", h))
 	}
+	// No ping-pong: one PATCH, whose own webhook changes nothing more.
+	wctx, wcancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer wcancel()
+	must(t, mp.WaitWebhooks(wctx))
+	if n := countDeliveries(mp, "create_user_permission"); n != 2 || mp.Hits("PATCH /permissions") != 1 {
+		t.Fatalf("after one permission: %d permission webhooks, %d PATCHes; want 2 and 1", n, mp.Hits("PATCH /permissions"))
+	}
+	// Deleting the source permission removes the mirrored one (no other
+	// source grants it), again with one PATCH.
+	must(t, mp.DeleteUserPermission("alice", b.outJob, "read"))
+	eventually(t, "mirrored permission removed", func() bool {
+		return len(mp.UserPermissions("alice", b.jobJob)) == 0
+	})
+	must(t, mp.WaitWebhooks(wctx))
+	if n := countDeliveries(mp, "delete_user_permission"); n != 2 || mp.Hits("PATCH /permissions") != 2 {
+		t.Fatalf("after the delete: %d delete webhooks, %d PATCHes; want 2 and 2", n, mp.Hits("PATCH /permissions"))
+	}
 
 	// A WPS output file: FileSystem links it into alice's workspace, where
 	// Catalog's watch sees the new link.
@@ -180,6 +197,17 @@ func TestBirdhouseEventMatrix(t *testing.T) {
 		return errA == nil && errB == nil && os.SameFile(a, b)
 	})
 	waitLog(t, hook, fmt.Sprintf("The following path [%s] has just been created", link))
+}
+
+// countDeliveries counts the webhooks of action Magpie delivered.
+func countDeliveries(mp *magpietest.Server, action string) int {
+	n := 0
+	for _, d := range mp.Deliveries() {
+		if d.Action == action && !d.Dropped {
+			n++
+		}
+	}
+	return n
 }
 
 type discard struct{}
