@@ -75,7 +75,8 @@ func (s *Server) routeTable() []route {
 			fields:    map[string]any{"handlers": map[string]any{"type": "array", "items": str}},
 			responses: map[int]string{http.StatusOK: detailHandlers}, handle: s.getHandlers},
 		{method: http.MethodGet, path: "/handlers/:handler_name", name: "handler_detail", tag: tagHandlers, summary: "Details of an active handler.",
-			fields:    map[string]any{"handler": map[string]any{"type": "object", "properties": map[string]any{"name": str}}},
+			fields: map[string]any{"handler": map[string]any{"type": "object", "properties": map[string]any{
+				"name": str, "status": map[string]any{"type": "object", "description": "Geoserver only: queued and failed GeoServer jobs."}}}},
 			responses: with(handlerErrors, http.StatusOK, detailHandlers), handle: s.getHandler},
 		{method: http.MethodPut, path: "/handlers/:handler_name/resync", name: "handler_resync", tag: tagHandlers, summary: "Run a handler's resync and wait for it.",
 			responses: with(handlerErrors, http.StatusOK, detailResync), handle: s.putResync},
@@ -160,12 +161,24 @@ func (s *Server) handlerName(c echo.Context) (string, error) {
 	return name, nil
 }
 
+// statusReporter is a handler that reports its own state (e.g. the
+// Geoserver handler's queued and failed jobs).
+type statusReporter interface {
+	HandlerStatus() any
+}
+
 func (s *Server) getHandler(c echo.Context) error {
 	name, err := s.handlerName(c)
 	if err != nil {
 		return err
 	}
-	return s.send(c, http.StatusOK, detailHandlers, map[string]any{"handler": map[string]any{"name": name}})
+	handler := map[string]any{"name": name}
+	if h, _ := s.opts.Registry.Lookup(name); h != nil {
+		if sr, ok := h.(statusReporter); ok {
+			handler["status"] = sr.HandlerStatus()
+		}
+	}
+	return s.send(c, http.StatusOK, detailHandlers, map[string]any{"handler": handler})
 }
 
 // putResync runs the resync synchronously, detached from the request so that

@@ -100,6 +100,10 @@ func New(cfg config.Geoserver, gs *Client, mp Magpie, watch Watcher, jobs *Jobs,
 // Close releases the workspace directory.
 func (h *Handler) Close() error { return h.root.Close() }
 
+// HandlerStatus reports the GeoServer jobs queued and failed, for
+// GET /handlers/Geoserver.
+func (h *Handler) HandlerStatus() any { return h.Status() }
+
 // Name implements handlers.Handler.
 func (h *Handler) Name() string { return HandlerName }
 

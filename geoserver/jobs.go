@@ -104,11 +104,11 @@ type JobsOptions struct {
 // JobsStatus describes the jobs for operators.
 type JobsStatus struct {
 	// Pending lists the jobs queued or running, by key then queue order.
-	Pending []Job
+	Pending []Job `json:"pending"`
 	// Failed lists the kept failed jobs, oldest first.
-	Failed []Job
+	Failed []Job `json:"failed"`
 	// FailedTotal counts the jobs failed since this process started.
-	FailedTotal int64
+	FailedTotal int64 `json:"failed_total"`
 }
 
 // Jobs runs GeoServer work durably: each job is stored before Enqueue

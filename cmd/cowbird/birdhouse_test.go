@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -263,5 +266,36 @@ func TestMagpieOutageRetriedFromJournal(t *testing.T) {
 	}
 	if got := b.mp.UserPermissions("bob", b.jobJob); len(got) != 1 {
 		t.Fatalf("bob's permissions on jobs/job1 = %v, want exactly one", got)
+	}
+}
+
+// TestGeoserverFailureReported: a GeoServer error (not retryable) stops the
+// user's job chain; the failure shows in GET /handlers/Geoserver and in
+// /metrics.
+func TestGeoserverFailureReported(t *testing.T) {
+	b := startBirdhouse(t)
+	b.gs.SetFault(geoservertest.RouteCreateDatastore, geoservertest.Fault{Status: 500, Body: "java.lang.RuntimeException: disk full"})
+	_, err := b.mp.AddUser("gus", "", "users")
+	must(t, err)
+	var detail map[string]any
+	eventually(t, "the failed job in the handler's status", func() bool {
+		resp, err := http.Get(b.base + "/handlers/Geoserver")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		detail = nil
+		_ = json.NewDecoder(resp.Body).Decode(&detail)
+		return strings.Contains(fmt.Sprint(detail), "disk full")
+	})
+	if !slices.Contains(b.gs.Workspaces(), "gus") || len(b.gs.Layers("gus")) != 0 {
+		t.Fatalf("workspace step should be done, datastore not: %v", b.gs.Workspaces())
+	}
+	resp, err := http.Get(b.base + "/metrics")
+	must(t, err)
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(metrics), "cowbird_geoserver_jobs_failed_total 1") {
+		t.Fatalf("metric not reported; handler detail: %v", detail)
 	}
 }
