@@ -277,3 +277,17 @@ func TestCancelResync(t *testing.T) {
 		}
 	}
 }
+
+// TestPeriodicReconcile: with reconcile_interval set, the daemon runs the
+// FileSystem reconcile on its own, as handler.resync actions admins can see.
+func TestPeriodicReconcile(t *testing.T) {
+	b := startBirdhouseWith(t, "", "cowbird:\n  reconcile_interval: 100ms\n  admin_tokens:\n    ops: "+adminToken+"\n")
+	eventually(t, "a periodic reconcile action", func() bool {
+		_, list := callList(t, b.base+"/actions/v1/handler.resync?status=succeeded&roles=monitor_by")
+		return strings.Contains(list, `"label":"periodic reconcile"`)
+	})
+	_, metrics := callList(t, b.base+"/metrics")
+	if !strings.Contains(metrics, `cowbird_reconcile_runs_total{outcome="ok"}`) {
+		t.Fatal("reconcile runs not counted in /metrics")
+	}
+}
