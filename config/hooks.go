@@ -336,10 +336,8 @@ func (d *decoder) id(n *yaml.Node, path string) uint32 {
 func (d *decoder) account(n *yaml.Node, path string) Account {
 	var a Account
 	pairs, _ := d.mapping(n, path)
-	seen := map[string]bool{}
 	for _, p := range pairs {
 		kp := join(path, p.key)
-		seen[p.key] = true
 		switch p.key {
 		case "uid":
 			a.UID = d.id(p.val, kp)
@@ -354,12 +352,19 @@ func (d *decoder) account(n *yaml.Node, path string) Account {
 			d.fail(kp, "unknown key")
 		}
 	}
-	for _, k := range []string{"uid", "gid"} {
-		if !seen[k] && pairs != nil {
+	d.require(path, pairs, "uid", "gid")
+	return a
+}
+
+// require reports each of keys that pairs, the mapping at path, lacks. It
+// reports nothing for nil pairs: a node that is no mapping was reported
+// already (an empty mapping gives nil pairs too, and so passes).
+func (d *decoder) require(path string, pairs []pair, keys ...string) {
+	for _, k := range keys {
+		if pairs != nil && !slices.ContainsFunc(pairs, func(p pair) bool { return p.key == k }) {
 			d.fail(join(path, k), "is required")
 		}
 	}
-	return a
 }
 
 func (d *decoder) template(n *yaml.Node, path string) Template {
@@ -367,6 +372,11 @@ func (d *decoder) template(n *yaml.Node, path string) Template {
 	if !ok {
 		return Template{}
 	}
+	return d.parseTemplate(s, path)
+}
+
+// parseTemplate parses s, read at path, reporting a syntax error at path.
+func (d *decoder) parseTemplate(s, path string) Template {
 	t, err := ParseTemplate(s)
 	if err != nil {
 		d.fail(path, "%v", err)
@@ -378,12 +388,11 @@ func (d *decoder) hook(event string, n *yaml.Node) *Hook {
 	path := "hooks." + event
 	h := &Hook{Event: event}
 	pairs, _ := d.mapping(n, path)
-	hasRunAs := false
 	for _, p := range pairs {
 		kp := join(path, p.key)
 		switch p.key {
 		case "run_as":
-			h.RunAs, hasRunAs = d.template(p.val, kp), true
+			h.RunAs = d.template(p.val, kp)
 		case "group":
 			h.Group, _ = d.nonEmpty(p.val, kp)
 		case "retain_on_failure":
@@ -408,9 +417,7 @@ func (d *decoder) hook(event string, n *yaml.Node) *Hook {
 			d.fail(kp, "unknown key")
 		}
 	}
-	if pairs != nil && !hasRunAs {
-		d.fail(path+".run_as", "is required")
-	}
+	d.require(path, pairs, "run_as")
 	if pairs != nil && len(h.Tasks) == 0 && !slices.ContainsFunc(h.Environments, func(e HookEnvironment) bool {
 		return e.OnEnter != nil || e.OnExit != nil
 	}) {
@@ -436,11 +443,7 @@ func (d *decoder) environment(n *yaml.Node, path string) HookEnvironment {
 					d.fail(vp, "%q is not a valid variable name", v.key)
 				}
 				if s, ok := d.text(v.val, vp); ok {
-					t, err := ParseTemplate(s)
-					if err != nil {
-						d.fail(vp, "%v", err)
-					}
-					e.Variables[v.key] = t
+					e.Variables[v.key] = d.parseTemplate(s, vp)
 				}
 			}
 		case "onEnter", "onExit":
@@ -466,23 +469,18 @@ func (d *decoder) environment(n *yaml.Node, path string) HookEnvironment {
 func (d *decoder) action(n *yaml.Node, path string) HookAction {
 	var a HookAction
 	pairs, _ := d.mapping(n, path)
-	hasCommand := false
 	for _, p := range pairs {
 		kp := join(path, p.key)
 		switch p.key {
 		case "command":
-			a.Command, hasCommand = d.template(p.val, kp), true
+			a.Command = d.template(p.val, kp)
 		case "args":
 			items, _ := d.list(p.val, kp)
 			for i, it := range items {
 				ip := kp + "[" + strconv.Itoa(i) + "]"
 				// An empty argument is valid; numbers are taken as written.
 				if s, ok := d.text(it, ip); ok {
-					t, err := ParseTemplate(s)
-					if err != nil {
-						d.fail(ip, "%v", err)
-					}
-					a.Args = append(a.Args, t)
+					a.Args = append(a.Args, d.parseTemplate(s, ip))
 				}
 			}
 		case "timeout":
@@ -493,9 +491,7 @@ func (d *decoder) action(n *yaml.Node, path string) HookAction {
 			d.fail(kp, "unknown key")
 		}
 	}
-	if pairs != nil && !hasCommand {
-		d.fail(path+".command", "is required")
-	}
+	d.require(path, pairs, "command")
 	return a
 }
 

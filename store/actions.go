@@ -41,23 +41,11 @@ func requestKey(r actions.Record) ([]byte, error) {
 func logPrefix(id string) []byte { return []byte(id + "\x00") }
 
 func getAction(tx *bolt.Tx, id string) (actions.Record, error) {
-	data := tx.Bucket(actionsBucket).Get([]byte(id))
-	if data == nil {
-		return actions.Record{}, actions.ErrNotFound
-	}
-	var r actions.Record
-	if err := json.Unmarshal(data, &r); err != nil {
-		return actions.Record{}, fmt.Errorf("decode action: %w", err)
-	}
-	return r, nil
+	return getJSON[actions.Record](tx, actionsBucket, []byte(id), actions.ErrNotFound)
 }
 
 func putAction(tx *bolt.Tx, r actions.Record) error {
-	data, err := json.Marshal(r)
-	if err != nil {
-		return fmt.Errorf("encode action: %w", err)
-	}
-	return tx.Bucket(actionsBucket).Put([]byte(r.Status.ActionID), data)
+	return putJSON(tx, actionsBucket, []byte(r.Status.ActionID), r)
 }
 
 // CreateAction implements actions.Store. It stores r, unless r's creator
@@ -94,14 +82,7 @@ func (db *DB) CreateAction(ctx context.Context, r actions.Record) (actions.Recor
 
 // Action implements actions.Store.
 func (db *DB) Action(ctx context.Context, id string) (actions.Record, error) {
-	if err := ctx.Err(); err != nil {
-		return actions.Record{}, fmt.Errorf("get action %s: %w", id, err)
-	}
-	var r actions.Record
-	err := db.bolt.View(func(tx *bolt.Tx) (err error) {
-		r, err = getAction(tx, id)
-		return err
-	})
+	r, err := view(ctx, db, func(tx *bolt.Tx) (actions.Record, error) { return getAction(tx, id) })
 	if err != nil {
 		return actions.Record{}, fmt.Errorf("get action %s: %w", id, err)
 	}
@@ -116,9 +97,9 @@ func (db *DB) Actions(ctx context.Context) ([]actions.Record, error) {
 	var rs []actions.Record
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(actionsBucket).ForEach(func(k, v []byte) error {
-			var r actions.Record
-			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("decode action %s: %w", k, err)
+			r, err := decodeJSON[actions.Record](actionsBucket, v)
+			if err != nil {
+				return fmt.Errorf("action %s: %w", k, err)
 			}
 			rs = append(rs, r)
 			return nil
@@ -248,9 +229,9 @@ func (db *DB) ActionLog(ctx context.Context, id string, offset, limit int) ([]ac
 				more = true
 				return nil
 			default:
-				var e actions.LogEntry
-				if err := json.Unmarshal(v, &e); err != nil {
-					return fmt.Errorf("decode log entry %d: %w", i, err)
+				e, err := decodeJSON[actions.LogEntry](actionLogsBucket, v)
+				if err != nil {
+					return fmt.Errorf("log entry %d: %w", i, err)
 				}
 				entries = append(entries, e)
 			}

@@ -38,22 +38,52 @@ func (r record) decode(id uint64) (handlers.Record, error) {
 	}, nil
 }
 
-// getRecord reads and unmarshals record id from the events bucket.
-func getRecord(tx *bolt.Tx, id uint64) (record, error) {
-	data := tx.Bucket(eventsBucket).Get(idKey(id))
+// getJSON decodes the JSON value stored under key in bucket; a missing key
+// is notFound.
+func getJSON[T any](tx *bolt.Tx, bucket, key []byte, notFound error) (T, error) {
+	data := tx.Bucket(bucket).Get(key)
 	if data == nil {
-		return record{}, ErrNotFound
+		var zero T
+		return zero, notFound
 	}
-	return unmarshalRecord(data)
+	return decodeJSON[T](bucket, data)
 }
 
-// unmarshalRecord parses a stored record.
-func unmarshalRecord(data []byte) (record, error) {
-	var r record
-	if err := json.Unmarshal(data, &r); err != nil {
-		return record{}, fmt.Errorf("decode record: %w", err)
+// decodeJSON decodes a JSON value read from bucket.
+func decodeJSON[T any](bucket, data []byte) (T, error) {
+	var v T
+	if err := json.Unmarshal(data, &v); err != nil {
+		var zero T
+		return zero, fmt.Errorf("decode %s value: %w", bucket, err)
 	}
-	return r, nil
+	return v, nil
+}
+
+// putJSON stores v as JSON under key in bucket.
+func putJSON(tx *bolt.Tx, bucket, key []byte, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s value: %w", bucket, err)
+	}
+	return tx.Bucket(bucket).Put(key, data)
+}
+
+// view checks ctx, then returns what read returns in a read transaction.
+func view[T any](ctx context.Context, db *DB, read func(*bolt.Tx) (T, error)) (T, error) {
+	var v T
+	if err := ctx.Err(); err != nil {
+		return v, err
+	}
+	err := db.bolt.View(func(tx *bolt.Tx) (err error) {
+		v, err = read(tx)
+		return err
+	})
+	return v, err
+}
+
+// getRecord reads record id from the events bucket.
+func getRecord(tx *bolt.Tx, id uint64) (record, error) {
+	return getJSON[record](tx, eventsBucket, idKey(id), ErrNotFound)
 }
 
 // readRecord reads record id, event decoded.
@@ -67,7 +97,7 @@ func readRecord(tx *bolt.Tx, id uint64) (handlers.Record, error) {
 
 // decodeRecord turns stored data into a handlers.Record.
 func decodeRecord(id uint64, data []byte) (handlers.Record, error) {
-	r, err := unmarshalRecord(data)
+	r, err := decodeJSON[record](eventsBucket, data)
 	if err != nil {
 		return handlers.Record{}, err
 	}
@@ -80,12 +110,8 @@ var pendingMark = []byte{1}
 
 // putRecord writes r and keeps the pending index in step with r.Pending.
 func putRecord(tx *bolt.Tx, id uint64, r record) error {
-	data, err := json.Marshal(r)
-	if err != nil {
-		return fmt.Errorf("encode record: %w", err)
-	}
 	key := idKey(id)
-	if err := tx.Bucket(eventsBucket).Put(key, data); err != nil {
+	if err := putJSON(tx, eventsBucket, key, r); err != nil {
 		return err
 	}
 	if len(r.Pending) == 0 {
@@ -204,14 +230,7 @@ func (db *DB) Pending(ctx context.Context) ([]handlers.Record, error) {
 // Event returns the record with the given ID, or an error wrapping
 // ErrNotFound.
 func (db *DB) Event(ctx context.Context, id uint64) (handlers.Record, error) {
-	if err := ctx.Err(); err != nil {
-		return handlers.Record{}, fmt.Errorf("get event %d: %w", id, err)
-	}
-	var rec handlers.Record
-	err := db.bolt.View(func(tx *bolt.Tx) (err error) {
-		rec, err = readRecord(tx, id)
-		return err
-	})
+	rec, err := view(ctx, db, func(tx *bolt.Tx) (handlers.Record, error) { return readRecord(tx, id) })
 	if err != nil {
 		return handlers.Record{}, fmt.Errorf("get event %d: %w", id, err)
 	}

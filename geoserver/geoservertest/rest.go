@@ -227,12 +227,12 @@ func (s *Server) configureDatastore(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &body) {
 		return
 	}
-	wsName, dsName, b := r.PathValue("ws"), r.PathValue("ds"), body.DataStore
+	b := body.DataStore
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := s.store(wsName, dsName)
+	// Spelled as GeoServer's data store controller does; clients tell it apart.
+	st := s.pathStore(w, r, "No such datastore: ")
 	if st == nil {
-		plain(w, http.StatusNotFound, "No such datastore: "+wsName+","+dsName)
 		return
 	}
 	if b.Type != "" {
@@ -257,10 +257,9 @@ func (s *Server) publishFeatureType(w http.ResponseWriter, r *http.Request) {
 	wsName, dsName, ft := r.PathValue("ws"), r.PathValue("ds"), body.FeatureType
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := s.store(wsName, dsName)
+	st := s.pathStore(w, r, "No such data store: ")
 	switch {
-	case st == nil:
-		plain(w, http.StatusNotFound, "No such data store: "+wsName+","+dsName)
+	case st == nil: // answered
 	case ft.Name == "":
 		plain(w, http.StatusInternalServerError, "Resource name must not be null")
 	case st.has(ft.Name) || s.workspaces[wsName].layers[ft.Name]:
@@ -304,10 +303,9 @@ func (s *Server) deleteFeatureType(w http.ResponseWriter, r *http.Request) {
 	wsName, dsName, name := r.PathValue("ws"), r.PathValue("ds"), r.PathValue("ft")
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := s.store(wsName, dsName)
+	st := s.pathStore(w, r, "No such data store: ")
 	switch {
-	case st == nil:
-		plain(w, http.StatusNotFound, "No such data store: "+wsName+","+dsName)
+	case st == nil: // answered
 	case !st.has(name):
 		plain(w, http.StatusNotFound, "No such feature type: "+wsName+","+dsName+","+name)
 	case s.workspaces[wsName].layers[name] && !recurse(r):
@@ -317,6 +315,17 @@ func (s *Server) deleteFeatureType(w http.ResponseWriter, r *http.Request) {
 		delete(s.workspaces[wsName].layers, name)
 		w.WriteHeader(http.StatusOK)
 	}
+}
+
+// pathStore returns the data store named by r's {ws} and {ds}, or answers 404
+// with missing followed by "ws,ds" and returns nil; s.mu must be held.
+func (s *Server) pathStore(w http.ResponseWriter, r *http.Request, missing string) *store {
+	wsName, dsName := r.PathValue("ws"), r.PathValue("ds")
+	st := s.store(wsName, dsName)
+	if st == nil {
+		plain(w, http.StatusNotFound, missing+wsName+","+dsName)
+	}
+	return st
 }
 
 func recurse(r *http.Request) bool { return strings.EqualFold(r.URL.Query().Get("recurse"), "true") }

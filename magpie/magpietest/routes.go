@@ -371,12 +371,17 @@ func (s *Server) putPerm(q *request) error {
 	return s.writePerm(q, modeOverwrite)
 }
 
-func (s *Server) writePerm(q *request, mode writeMode) error {
+// bodyPerm reads the permission of the request body (see permFromBody).
+func (q *request) bodyPerm() (perm, error) {
 	b, err := q.body()
 	if err != nil {
-		return err
+		return perm{}, err
 	}
-	p, err := permFromBody(b)
+	return permFromBody(b)
+}
+
+func (s *Server) writePerm(q *request, mode writeMode) error {
+	p, err := q.bodyPerm()
 	if err != nil {
 		return err
 	}
@@ -409,11 +414,7 @@ func (s *Server) writePerm(q *request, mode writeMode) error {
 func (s *Server) delPerm(q *request) error {
 	name, inPath := q.params["perm"]
 	if !inPath {
-		b, err := q.body()
-		if err != nil {
-			return err
-		}
-		p, err := permFromBody(b)
+		p, err := q.bodyPerm()
 		if err != nil {
 			return err
 		}

@@ -176,24 +176,24 @@ func (s *Server) seedPerm(ref principalRef, resID int, permStr string, remove bo
 // UserPermissions returns the user's direct rows on a resource in explicit
 // form ("read-allow-recursive"), sorted.
 func (s *Server) UserPermissions(userName string, resID int) []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	u := s.userByName(userName)
-	if u == nil {
-		return nil
-	}
-	return explicit(s.rows(principal{user: u}, resID, false))
+	return s.explicitRows(principalRef{user: userName}, resID)
 }
 
 // GroupPermissions returns the group's rows on a resource in explicit form, sorted.
 func (s *Server) GroupPermissions(groupName string, resID int) []string {
+	return s.explicitRows(principalRef{group: groupName}, resID)
+}
+
+// explicitRows returns the principal's rows on a resource in explicit form,
+// sorted; nil for an unknown principal.
+func (s *Server) explicitRows(ref principalRef, resID int) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	g := s.groupByName(groupName)
-	if g == nil {
+	pr, err := s.lookupPrincipal(ref)
+	if err != nil {
 		return nil
 	}
-	return explicit(s.rows(principal{group: g}, resID, false))
+	return explicit(s.rows(pr, resID, false))
 }
 
 func explicit(rows map[string]perm) []string {
