@@ -335,7 +335,7 @@ func (d *decoder) id(n *yaml.Node, path string) uint32 {
 
 func (d *decoder) account(n *yaml.Node, path string) Account {
 	var a Account
-	pairs, _ := d.mapping(n, path)
+	pairs, isMap := d.mapping(n, path)
 	for _, p := range pairs {
 		kp := join(path, p.key)
 		switch p.key {
@@ -352,16 +352,16 @@ func (d *decoder) account(n *yaml.Node, path string) Account {
 			d.fail(kp, "unknown key")
 		}
 	}
-	d.require(path, pairs, "uid", "gid")
+	d.require(path, isMap, pairs, "uid", "gid")
 	return a
 }
 
 // require reports each of keys that pairs, the mapping at path, lacks. It
-// reports nothing for nil pairs: a node that is no mapping was reported
-// already (an empty mapping gives nil pairs too, and so passes).
-func (d *decoder) require(path string, pairs []pair, keys ...string) {
+// reports nothing when the node is no mapping (isMap false): that was
+// reported already.
+func (d *decoder) require(path string, isMap bool, pairs []pair, keys ...string) {
 	for _, k := range keys {
-		if pairs != nil && !slices.ContainsFunc(pairs, func(p pair) bool { return p.key == k }) {
+		if isMap && !slices.ContainsFunc(pairs, func(p pair) bool { return p.key == k }) {
 			d.fail(join(path, k), "is required")
 		}
 	}
@@ -387,7 +387,7 @@ func (d *decoder) parseTemplate(s, path string) Template {
 func (d *decoder) hook(event string, n *yaml.Node) *Hook {
 	path := "hooks." + event
 	h := &Hook{Event: event}
-	pairs, _ := d.mapping(n, path)
+	pairs, isMap := d.mapping(n, path)
 	for _, p := range pairs {
 		kp := join(path, p.key)
 		switch p.key {
@@ -417,8 +417,8 @@ func (d *decoder) hook(event string, n *yaml.Node) *Hook {
 			d.fail(kp, "unknown key")
 		}
 	}
-	d.require(path, pairs, "run_as")
-	if pairs != nil && len(h.Tasks) == 0 && !slices.ContainsFunc(h.Environments, func(e HookEnvironment) bool {
+	d.require(path, isMap, pairs, "run_as")
+	if isMap && len(h.Tasks) == 0 && !slices.ContainsFunc(h.Environments, func(e HookEnvironment) bool {
 		return e.OnEnter != nil || e.OnExit != nil
 	}) {
 		d.fail(path, "has nothing to run: add tasks or an environment with onEnter or onExit")
@@ -468,7 +468,7 @@ func (d *decoder) environment(n *yaml.Node, path string) HookEnvironment {
 
 func (d *decoder) action(n *yaml.Node, path string) HookAction {
 	var a HookAction
-	pairs, _ := d.mapping(n, path)
+	pairs, isMap := d.mapping(n, path)
 	for _, p := range pairs {
 		kp := join(path, p.key)
 		switch p.key {
@@ -491,7 +491,7 @@ func (d *decoder) action(n *yaml.Node, path string) HookAction {
 			d.fail(kp, "unknown key")
 		}
 	}
-	d.require(path, pairs, "command")
+	d.require(path, isMap, pairs, "command")
 	return a
 }
 

@@ -87,59 +87,69 @@ func TestLoadHooksDirectoryFirstWins(t *testing.T) {
 	}
 }
 
+// hooksInvalid are the invalid hooks cases: a file of testdata/hooks-invalid
+// and every error it must give.
+var hooksInvalid = []struct {
+	file string
+	want []string
+}{
+	{"unknown-reference.yml", []string{
+		"hooks.user_created.tasks[0].args[1]: unknown reference {{Event.Nope}}"}},
+	{"reference-out-of-scope.yml", []string{
+		"hooks.user_deleted.run_as: unknown reference {{Session.WorkingDirectory}}",
+		"hooks.user_deleted.tasks[0].args[0]: unknown reference {{Event.Path}}"}},
+	{"env-reference-order.yml", []string{
+		"hooks.user_created.environments[0].variables.A: unknown reference {{Env.B}}",
+		"hooks.user_created.environments[1].variables.C: unknown reference {{Env.C}}",
+		"hooks.user_created.tasks[0].args[0]: unknown reference {{Env.UNDECLARED}}"}},
+	{"template-syntax.yml", []string{
+		`hooks.user_created.run_as: "{{Event.UserName": "{{" without "}}"`,
+		`hooks.user_created.tasks[0].command: "/opt/{{ Event }}/x": {{ Event }} is not a reference such as {{Event.UserName}}`,
+		`hooks.user_created.tasks[0].args[0]: "a}}b": "}}" without "{{"`,
+		`hooks.user_created.tasks[0].args[1]: "{{Event.{{UserName}}}}": {{Event.{{UserName}} is not a reference such as {{Event.UserName}}`}},
+	{"unknown-keys.yml", []string{
+		"hooks.user_renamed: unknown key (events: permission_created, permission_deleted, shapefile_deleted, shapefile_published, user_created, user_deleted, wps_output_created, wps_output_deleted)",
+		"hooks.user_created.shell: unknown key",
+		"hooks.user_created.environments[0].onEnter.shell: unknown key",
+		"hooks.user_created.environments[0].script: unknown key",
+		"hooks.user_created.tasks[0].cancelation.signal: unknown key"}},
+	{"missing-fields.yml", []string{
+		"hooks.user_created.environments[0].name: is required",
+		"hooks.user_created.environments[1]: must have variables, onEnter or onExit",
+		"hooks.user_created.tasks[0].command: is required",
+		"hooks.user_created.run_as: is required",
+		"hooks.user_deleted: has nothing to run: add tasks or an environment with onEnter or onExit"}},
+	{"empty-mappings.yml", []string{
+		"hooks.accounts.bob.uid: is required",
+		"hooks.accounts.bob.gid: is required",
+		"hooks.user_created.tasks[0].command: is required",
+		"hooks.user_deleted.run_as: is required",
+		"hooks.user_deleted: has nothing to run: add tasks or an environment with onEnter or onExit"}},
+	{"duplicate-environment.yml", []string{
+		`hooks.user_created.environments[1].name: duplicate environment name "e"`}},
+	{"bad-timeouts.yml", []string{
+		"hooks.default_timeout: must be an integer, got a string",
+		"hooks.max_parallel: must be at least 1, got 0",
+		"hooks.user_created.tasks[0].timeout: must be a positive number of seconds, got 0",
+		"hooks.user_created.tasks[1].timeout: must be an integer, got a string",
+		`hooks.user_created.tasks[2].cancelation.mode: must be TERMINATE or NOTIFY_THEN_TERMINATE, got "KILL"`,
+		"hooks.user_created.tasks[3].cancelation.notifyPeriodInSeconds: must be between 1 and 600 seconds, got 601",
+		"hooks.user_created.tasks[4].cancelation.notifyPeriodInSeconds: needs mode NOTIFY_THEN_TERMINATE"}},
+	{"bad-settings.yml", []string{
+		"hooks.session_root: must be a non-empty string",
+		"hooks.allow_run_as_daemon_user: must be a boolean, got a string",
+		`hooks.env.BAD-NAME: "BAD-NAME" is not a valid variable name`,
+		"hooks.env.OK: must be a string, got a list",
+		"hooks.accounts.bob.uid: must be a user or group id, got -1",
+		"hooks.accounts.bob.gid: is required",
+		"hooks.accounts.carol.groups[0]: must be an integer, got a string",
+		"hooks.accounts.carol.home: unknown key",
+		`hooks.user_created.environments[0].variables.1X: "1X" is not a valid variable name`,
+		"hooks.user_created.tasks[0].command: must be a string, got an integer"}},
+}
+
 func TestLoadHooksInvalid(t *testing.T) {
-	for _, tc := range []struct {
-		file string
-		want []string
-	}{
-		{"unknown-reference.yml", []string{
-			"hooks.user_created.tasks[0].args[1]: unknown reference {{Event.Nope}}"}},
-		{"reference-out-of-scope.yml", []string{
-			"hooks.user_deleted.run_as: unknown reference {{Session.WorkingDirectory}}",
-			"hooks.user_deleted.tasks[0].args[0]: unknown reference {{Event.Path}}"}},
-		{"env-reference-order.yml", []string{
-			"hooks.user_created.environments[0].variables.A: unknown reference {{Env.B}}",
-			"hooks.user_created.environments[1].variables.C: unknown reference {{Env.C}}",
-			"hooks.user_created.tasks[0].args[0]: unknown reference {{Env.UNDECLARED}}"}},
-		{"template-syntax.yml", []string{
-			`hooks.user_created.run_as: "{{Event.UserName": "{{" without "}}"`,
-			`hooks.user_created.tasks[0].command: "/opt/{{ Event }}/x": {{ Event }} is not a reference such as {{Event.UserName}}`,
-			`hooks.user_created.tasks[0].args[0]: "a}}b": "}}" without "{{"`,
-			`hooks.user_created.tasks[0].args[1]: "{{Event.{{UserName}}}}": {{Event.{{UserName}} is not a reference such as {{Event.UserName}}`}},
-		{"unknown-keys.yml", []string{
-			"hooks.user_renamed: unknown key (events: permission_created, permission_deleted, shapefile_deleted, shapefile_published, user_created, user_deleted, wps_output_created, wps_output_deleted)",
-			"hooks.user_created.shell: unknown key",
-			"hooks.user_created.environments[0].onEnter.shell: unknown key",
-			"hooks.user_created.environments[0].script: unknown key",
-			"hooks.user_created.tasks[0].cancelation.signal: unknown key"}},
-		{"missing-fields.yml", []string{
-			"hooks.user_created.environments[0].name: is required",
-			"hooks.user_created.environments[1]: must have variables, onEnter or onExit",
-			"hooks.user_created.tasks[0].command: is required",
-			"hooks.user_created.run_as: is required",
-			"hooks.user_deleted: has nothing to run: add tasks or an environment with onEnter or onExit"}},
-		{"duplicate-environment.yml", []string{
-			`hooks.user_created.environments[1].name: duplicate environment name "e"`}},
-		{"bad-timeouts.yml", []string{
-			"hooks.default_timeout: must be an integer, got a string",
-			"hooks.max_parallel: must be at least 1, got 0",
-			"hooks.user_created.tasks[0].timeout: must be a positive number of seconds, got 0",
-			"hooks.user_created.tasks[1].timeout: must be an integer, got a string",
-			`hooks.user_created.tasks[2].cancelation.mode: must be TERMINATE or NOTIFY_THEN_TERMINATE, got "KILL"`,
-			"hooks.user_created.tasks[3].cancelation.notifyPeriodInSeconds: must be between 1 and 600 seconds, got 601",
-			"hooks.user_created.tasks[4].cancelation.notifyPeriodInSeconds: needs mode NOTIFY_THEN_TERMINATE"}},
-		{"bad-settings.yml", []string{
-			"hooks.session_root: must be a non-empty string",
-			"hooks.allow_run_as_daemon_user: must be a boolean, got a string",
-			`hooks.env.BAD-NAME: "BAD-NAME" is not a valid variable name`,
-			"hooks.env.OK: must be a string, got a list",
-			"hooks.accounts.bob.uid: must be a user or group id, got -1",
-			"hooks.accounts.bob.gid: is required",
-			"hooks.accounts.carol.groups[0]: must be an integer, got a string",
-			"hooks.accounts.carol.home: unknown key",
-			`hooks.user_created.environments[0].variables.1X: "1X" is not a valid variable name`,
-			"hooks.user_created.tasks[0].command: must be a string, got an integer"}},
-	} {
+	for _, tc := range hooksInvalid {
 		t.Run(tc.file, func(t *testing.T) {
 			log, _ := newLog()
 			cfg, err := load(filepath.Join("testdata", "hooks-invalid", tc.file), log, env(nil))
@@ -161,11 +171,23 @@ func TestLoadHooksInvalid(t *testing.T) {
 	}
 }
 
-// Every invalid hooks case has its expected errors in TestLoadHooksInvalid.
+// Every invalid hooks case has its expected errors in hooksInvalid.
 func TestHooksInvalidFilesAreTested(t *testing.T) {
 	files, err := filepath.Glob("testdata/hooks-invalid/*.yml")
-	if err != nil || len(files) != 9 {
-		t.Errorf("testdata/hooks-invalid holds %d files (%v); update TestLoadHooksInvalid", len(files), err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tested := map[string]bool{}
+	for _, tc := range hooksInvalid {
+		tested[tc.file] = true
+	}
+	for _, f := range files {
+		if !tested[filepath.Base(f)] {
+			t.Errorf("%s has no expected errors in hooksInvalid", f)
+		}
+	}
+	if len(files) != len(hooksInvalid) {
+		t.Errorf("%d files, %d cases", len(files), len(hooksInvalid))
 	}
 }
 
