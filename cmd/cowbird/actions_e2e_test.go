@@ -249,12 +249,15 @@ func TestCancelResync(t *testing.T) {
 
 	// Magpie holds the next permission look-up for a minute: far longer than
 	// the test waits for the cancel to take effect.
-	b.mp.Inject("GET /users/{user}/resources/{id}/permissions", magpietest.Fault{Delay: time.Minute, Times: 1})
+	const route = "GET /users/{user}/resources/{id}/permissions"
+	before := b.mp.Hits(route)
+	b.mp.Inject(route, magpietest.Fault{Delay: time.Minute, Times: 1})
 	code, st := call(t, http.MethodPost, b.base+"/actions/v1/handler.resync", `{"request_id": "slow", "body": {"handler": "FileSystem"}}`)
 	if code != http.StatusAccepted {
 		t.Fatalf("run = %d %v", code, st)
 	}
 	aid := st["action_id"].(string)
+	eventually(t, "the resync to wait on Magpie", func() bool { return b.mp.Hits(route) > before })
 	if code, st = call(t, http.MethodPost, b.base+"/actions/v1/handler.resync/"+aid+"/cancel", ""); code != http.StatusOK {
 		t.Fatalf("cancel = %d %v", code, st)
 	}
