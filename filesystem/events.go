@@ -20,6 +20,7 @@ import (
 // {workspace_dir}/{user} (others r-x), its notebooks symlink, and the links
 // of that user's WPS outputs only (*/users/<id>/), cowbird.md §3.3.2.
 func (h *Handler) UserCreated(ctx context.Context, ev handlers.UserEvent) error {
+	h.dropFileSession() // a new user: file events must see it
 	log := h.log.WithField("user", ev.UserName)
 	if err := h.checkUser(ev.UserName); err != nil {
 		log.WithError(err).Warn("user_created refused")
@@ -48,6 +49,7 @@ func (h *Handler) UserCreated(ctx context.Context, ev handlers.UserEvent) error 
 // on_user_deleted: archive moves it to {workspace_dir}/.trash/<user>-<UTC
 // time>. A missing workspace is not an error.
 func (h *Handler) UserDeleted(ctx context.Context, ev handlers.UserEvent) error {
+	h.dropFileSession()
 	log := h.log.WithField("user", ev.UserName)
 	if err := h.checkUser(ev.UserName); err != nil {
 		log.WithError(err).Warn("user_deleted refused")
@@ -95,6 +97,7 @@ func (h *Handler) PermissionDeleted(ctx context.Context, ev handlers.PermissionE
 // secure-data-proxy permission, for the event's user or group members.
 // Other services' events are ignored; public files are never touched.
 func (h *Handler) permission(ctx context.Context, ev handlers.PermissionEvent) error {
+	h.dropFileSession() // file events must see the new permission
 	sdp := h.cfg.SecureDataProxyName
 	if (ev.ServiceName != "" && ev.ServiceName != sdp) || (ev.ServiceType != "" && ev.ServiceType != "api") {
 		return nil
@@ -207,7 +210,7 @@ func (h *Handler) HandleFile(ctx context.Context, ev handlers.FileEvent) error {
 	if rel, err := h.sourceRel(ev.Path); err != nil || rel == "" {
 		return nil
 	}
-	if _, err := h.Reconcile(ctx, Scope{Path: ev.Path}, ReconcileOptions{}); err != nil {
+	if _, err := h.reconcile(ctx, h.fileSession(), Scope{Path: ev.Path}, ReconcileOptions{}); err != nil {
 		return fmt.Errorf("%s: %w", ev.Name(), err)
 	}
 	return nil

@@ -20,6 +20,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -85,6 +86,13 @@ type Handler struct {
 
 	mu       sync.Mutex // serializes reconciles and workspace changes
 	lastFull sizes      // of the last full reconcile, under mu
+
+	// fileSess is the Magpie session file events share for fileSessionTTL,
+	// so that a burst of new files asks Magpie once, not once per file; a
+	// user or permission event drops it.
+	fileMu      sync.Mutex
+	fileSess    Magpie
+	fileSessEnd time.Time
 
 	rootMu sync.Mutex
 	wps    *safefs.Root
@@ -227,6 +235,28 @@ func (h *Handler) session() Magpie {
 		return c.WithCache()
 	}
 	return h.mp
+}
+
+// fileSessionTTL bounds how long file events reuse Magpie's answers. A
+// permission changed in Magpie without a webhook reaches new files after at
+// most this long (and existing files at the next reconcile).
+const fileSessionTTL = 2 * time.Second
+
+// fileSession returns the Magpie session shared by file events.
+func (h *Handler) fileSession() Magpie {
+	h.fileMu.Lock()
+	defer h.fileMu.Unlock()
+	if h.fileSess == nil || time.Now().After(h.fileSessEnd) {
+		h.fileSess, h.fileSessEnd = h.session(), time.Now().Add(fileSessionTTL)
+	}
+	return h.fileSess
+}
+
+// dropFileSession makes the next file event ask Magpie afresh.
+func (h *Handler) dropFileSession() {
+	h.fileMu.Lock()
+	h.fileSess = nil
+	h.fileMu.Unlock()
 }
 
 // checkUser validates a user name taken from an event or from Magpie before

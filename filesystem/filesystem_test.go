@@ -2,6 +2,7 @@ package filesystem_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -490,5 +491,36 @@ func TestNewRejectsBadConfig(t *testing.T) {
 				t.Errorf("err = %v, want mention of %s", err, c.want)
 			}
 		})
+	}
+}
+
+// A burst of file events asks Magpie about as often as one event; a
+// permission event makes the next file event ask again.
+func TestFileEventsShareMagpieAnswers(t *testing.T) {
+	e := newEnv(t, []string{"alice"}, "alice")
+	must(t, e.mg.SetUserPermission("alice", e.routeID, allow))
+	ev := func(p string) {
+		t.Helper()
+		must(t, e.h.HandleFile(ctx(t), handlers.FileEvent{Op: handlers.FileCreated, Path: p, Handler: filesystem.Name}))
+	}
+	ev(e.file(e.userFile("weaver", "alice", "job/0.nc"), 0o660))
+	first := e.client.Requests()
+	for i := 1; i <= 50; i++ {
+		p := e.file(e.userFile("weaver", "alice", fmt.Sprintf("job/%d.nc", i)), 0o660)
+		ev(p)
+		assertLinked(t, p, e.userLink("alice", "weaver", fmt.Sprintf("job/%d.nc", i)))
+	}
+	// Two sessions at most, should the events straddle the reuse window.
+	if n := e.client.Requests() - first; n > 2*first {
+		t.Fatalf("50 more file events made %d Magpie requests; the first one made %d", n, first)
+	}
+
+	must(t, e.mg.SetUserPermission("alice", e.routeID, "read-deny-recursive"))
+	must(t, e.h.PermissionCreated(ctx(t), handlers.PermissionEvent{Action: handlers.Created, ServiceName: "secure-data-proxy",
+		ServiceType: "api", ResourceID: e.routeID, PermName: "read", Access: "deny", Scope: "recursive", User: "alice"}))
+	p := e.file(e.userFile("weaver", "alice", "job/late.nc"), 0o664)
+	ev(p)
+	if mode(t, p) != 0o660 {
+		t.Fatalf("a file after the deny has mode %o, want 660", mode(t, p))
 	}
 }

@@ -200,9 +200,11 @@ cowbird:
 		t.Fatal(err)
 	}
 	marker := filepath.Join(home, "hook-was-here")
-	eventually(t, "the hook's file", func() bool { _, err := os.Stat(marker); return err == nil })
-	got, err := os.ReadFile(marker)
-	must(t, err)
+	var got []byte
+	eventually(t, "the hook's file", func() bool {
+		got, err = os.ReadFile(marker) // the shell creates it, then writes it
+		return err == nil && strings.HasSuffix(string(got), "\n")
+	})
 	if strings.TrimSpace(string(got)) != u.Uid {
 		t.Fatalf("hook ran as uid %q, want %s", got, u.Uid)
 	}
