@@ -20,7 +20,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -31,6 +30,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cowbird-go/cowbird/bench/daemon"
 	"github.com/cowbird-go/cowbird/magpie/magpietest"
 )
 
@@ -82,13 +82,8 @@ func run(ctx context.Context, bin string, rate, seconds, burst int, dirsFirst bo
 		return err
 	}
 	defer os.RemoveAll(dir)
-	if bin == "" {
-		bin = filepath.Join(dir, "cowbird")
-		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/cowbird")
-		build.Stdout, build.Stderr = os.Stdout, os.Stderr
-		if err := build.Run(); err != nil {
-			return fmt.Errorf("build cowbird: %w", err)
-		}
+	if bin, err = daemon.Build(ctx, bin, dir); err != nil {
+		return err
 	}
 
 	mg := magpietest.New(magpietest.Options{QuietSeeding: true})
@@ -108,23 +103,12 @@ func run(ctx context.Context, bin string, rate, seconds, burst int, dirsFirst bo
 	if err := os.WriteFile(cfg, fmt.Appendf(nil, benchConfig, mg.URL(), dir), 0o600); err != nil {
 		return err
 	}
-	addr, err := freeAddr()
+	d, err := daemon.Start(ctx, bin, cfg, dir)
 	if err != nil {
 		return err
 	}
-	dctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	daemon := exec.CommandContext(dctx, bin, "serve", "--config", cfg, "--addr", addr, "--data-dir", filepath.Join(dir, "data"))
-	daemon.Env = append(os.Environ(), "COWBIRD_LOG_LEVEL=error")
-	daemon.Stderr = os.Stderr
-	if err := daemon.Start(); err != nil {
-		return fmt.Errorf("start cowbird: %w", err)
-	}
-	defer func() { _ = daemon.Process.Signal(os.Interrupt); _ = daemon.Wait() }()
-	base := "http://" + addr
-	if err := waitReady(ctx, base+"/readyz"); err != nil {
-		return err
-	}
+	defer d.Stop()
+	base := d.URL
 	if err := userCreated(ctx, base); err != nil {
 		return err
 	}
@@ -200,7 +184,7 @@ func run(ctx context.Context, bin string, rate, seconds, burst int, dirsFirst bo
 	}
 	fmt.Printf("cp -al of the burst tree: %s  burst all-links time / cp -al = %.1fx\n",
 		cpal.Round(time.Millisecond), float64(burstRes.total)/float64(cpal))
-	fmt.Printf("daemon VmHWM %s, magpie requests per run %d\n", vmHWM(daemon.Process.Pid), magpieRequests(mg))
+	fmt.Printf("daemon VmHWM %s, magpie requests per run %d\n", vmHWM(d.Pid()), magpieRequests(mg))
 	if m := steady.missing + burstRes.missing; m != 0 {
 		return fmt.Errorf("%d links missing", m)
 	}
@@ -454,31 +438,4 @@ func vmHWM(pid int) string {
 		}
 	}
 	return "unknown"
-}
-
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
-func waitReady(ctx context.Context, url string) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return err
-		}
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("daemon not ready at %s", url)
 }

@@ -10,15 +10,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/cowbird-go/cowbird/bench/daemon"
 )
 
 const benchConfig = `handlers:
@@ -49,35 +49,21 @@ func run(bin string, clients, total int) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	if bin == "" {
-		bin = filepath.Join(dir, "cowbird")
-		build := exec.Command("go", "build", "-o", bin, "./cmd/cowbird")
-		build.Stdout, build.Stderr = os.Stdout, os.Stderr
-		if err := build.Run(); err != nil {
-			return fmt.Errorf("build cowbird: %w", err)
-		}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if bin, err = daemon.Build(ctx, bin, dir); err != nil {
+		return err
 	}
 	cfg := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(cfg, fmt.Appendf(nil, benchConfig, filepath.Join(dir, "workspaces")), 0o600); err != nil {
 		return err
 	}
-	addr, err := freeAddr()
+	d, err := daemon.Start(ctx, bin, cfg, dir)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	daemon := exec.CommandContext(ctx, bin, "serve", "--config", cfg, "--addr", addr, "--data-dir", filepath.Join(dir, "data"))
-	daemon.Env = append(os.Environ(), "COWBIRD_LOG_LEVEL=error")
-	daemon.Stderr = os.Stderr
-	if err := daemon.Start(); err != nil {
-		return fmt.Errorf("start cowbird: %w", err)
-	}
-	defer func() { _ = daemon.Process.Signal(os.Interrupt); _ = daemon.Wait() }()
-	base := "http://" + addr
-	if err := waitReady(ctx, base+"/readyz"); err != nil {
-		return err
-	}
+	defer d.Stop()
+	base := d.URL
 
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}, Timeout: 30 * time.Second}
 	var next, failures atomic.Int64
@@ -118,28 +104,4 @@ func run(bin string, clients, total int) error {
 		return errors.New("some webhooks failed")
 	}
 	return nil
-}
-
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
-func waitReady(ctx context.Context, url string) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("daemon not ready at %s", url)
 }

@@ -1,0 +1,86 @@
+// Package daemon runs the cowbird binary for the benchmark drivers: build
+// it, serve a config on a free loopback port, wait until it is ready.
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+)
+
+// Build returns bin, or when it is empty builds ./cmd/cowbird into dir and
+// returns that path.
+func Build(ctx context.Context, bin, dir string) (string, error) {
+	if bin != "" {
+		return bin, nil
+	}
+	bin = filepath.Join(dir, "cowbird")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/cowbird")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		return "", fmt.Errorf("build cowbird: %w", err)
+	}
+	return bin, nil
+}
+
+// Daemon is a running `cowbird serve`.
+type Daemon struct {
+	// URL is the daemon's base URL, e.g. http://127.0.0.1:41234.
+	URL string
+	cmd *exec.Cmd
+}
+
+// Start runs `bin serve` with config and a data dir in dir, logging at
+// error level plus env, and waits until /readyz answers 200.
+func Start(ctx context.Context, bin, config, dir string, env ...string) (*Daemon, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.CommandContext(ctx, bin, "serve", "--config", config, "--addr", addr, "--data-dir", filepath.Join(dir, "data"))
+	cmd.Env = append(append(os.Environ(), "COWBIRD_LOG_LEVEL=error"), env...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start cowbird: %w", err)
+	}
+	d := &Daemon{URL: "http://" + addr, cmd: cmd}
+	if err := d.waitReady(ctx); err != nil {
+		d.Stop()
+		return nil, err
+	}
+	return d, nil
+}
+
+// Pid is the daemon's process id.
+func (d *Daemon) Pid() int { return d.cmd.Process.Pid }
+
+// Stop interrupts the daemon and waits for it to exit.
+func (d *Daemon) Stop() {
+	_ = d.cmd.Process.Signal(os.Interrupt)
+	_ = d.cmd.Wait()
+}
+
+func (d *Daemon) waitReady(ctx context.Context) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.URL+"/readyz", nil)
+		if err != nil {
+			return err
+		}
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("daemon not ready at %s", d.URL)
+}
