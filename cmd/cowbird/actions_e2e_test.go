@@ -296,3 +296,26 @@ func TestPeriodicReconcile(t *testing.T) {
 		t.Fatal("reconcile runs not counted in /metrics")
 	}
 }
+
+// TestWpsOutputHook: a wps_output_created hook runs for a new WPS output,
+// from the FileSystem handler's watch.
+func TestWpsOutputHook(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "seen")
+	hooksSection := `hooks:
+  allow_run_as_daemon_user: true
+  accounts:
+    runner: {uid: ` + strconv.Itoa(os.Getuid()) + `, gid: ` + strconv.Itoa(os.Getgid()) + `}
+  wps_output_created:
+    run_as: runner
+    tasks:
+      - {command: /bin/sh, args: ["-c", "echo \"$0\" >> ` + out + `", "{{Event.Path}}"]}
+`
+	b := startBirdhouseWith(t, "  Hooks:\n    active: true\n", hooksSection)
+	src := filepath.Join(b.dir, "wpsoutputs", "finch", "public", "j1", "out.nc")
+	must(t, os.MkdirAll(filepath.Dir(src), 0o755))
+	must(t, os.WriteFile(src, []byte("x"), 0o644))
+	eventually(t, "the hook's record of the new output", func() bool {
+		got, err := os.ReadFile(out)
+		return err == nil && strings.Contains(string(got), src+"\n")
+	})
+}

@@ -5,6 +5,7 @@ import (
 	"github.com/cowbird-go/cowbird/filesystem"
 	"github.com/cowbird-go/cowbird/geoserver"
 	"github.com/cowbird-go/cowbird/handlers"
+	"github.com/cowbird-go/cowbird/hooks"
 	"github.com/cowbird-go/cowbird/magpie"
 )
 
@@ -16,6 +17,7 @@ var handlerKinds = map[string]handlers.Handler{
 	geoserver.HandlerName: (*geoserver.Handler)(nil),
 	"Magpie":              (*magpie.Handler)(nil),
 	catalog.Name:          (*catalog.Handler)(nil),
+	hooks.Name:            (*hooks.Handler)(nil),
 	"Thredds":             handlers.Named("Thredds"),
 	"Nginx":               handlers.Named("Nginx"),
 }

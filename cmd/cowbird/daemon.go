@@ -285,8 +285,16 @@ func newMagpieClient(cfg *config.Config, hc *http.Client, log *logrus.Entry) *ma
 }
 
 // fileEvent routes a monitor event to the dispatcher.
+// File events under the trees FileSystem and Geoserver watch also reach the
+// Hooks handler, when active, for its wps_output_* and shapefile_* hooks.
 func (d *daemon) fileEvent(ctx context.Context, ev handlers.FileEvent) error {
-	return d.disp.Dispatch(ctx, ev)
+	err := d.disp.Dispatch(ctx, ev)
+	if _, hooked := d.disp.Registry().Lookup(hooks.Name); hooked && !ev.IsDir &&
+		(ev.Handler == filesystem.Name || ev.Handler == geoserver.HandlerName) {
+		ev.Handler = hooks.Name
+		err = errors.Join(err, d.disp.Dispatch(ctx, ev))
+	}
+	return err
 }
 
 // resyncWatch is called by the monitor for a watched root that needs a
