@@ -2,10 +2,7 @@ package hooks
 
 import (
 	"context"
-	"fmt"
 	"os"
-	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -125,32 +122,3 @@ func selfAccount(names ...string) string {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
-
-// testUser creates a throw-away OS user and returns its name, uid and gid;
-// it skips the test unless it runs as root with useradd.
-func testUser(t *testing.T) (string, uint32, uint32) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("impersonation needs the daemon to run as root: skipped (run the tests as root to cover it)")
-	}
-	useradd, err := exec.LookPath("useradd")
-	if err != nil {
-		t.Skip("impersonation test needs useradd: skipped")
-	}
-	name := fmt.Sprintf("cbhook%d", os.Getpid())
-	if out, err := exec.Command(useradd, "--no-create-home", "--user-group", name).CombinedOutput(); err != nil {
-		t.Fatalf("useradd %s: %v: %s", name, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
-			t.Errorf("userdel %s: %v: %s", name, err, out)
-		}
-	})
-	u, err := user.Lookup(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
-	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
-	return name, uint32(uid), uint32(gid)
-}

@@ -14,6 +14,7 @@ import (
 	"github.com/cowbird-go/cowbird/config"
 	"github.com/cowbird-go/cowbird/handlers"
 	"github.com/cowbird-go/cowbird/session"
+	"github.com/cowbird-go/cowbird/session/sessiontest"
 )
 
 // A user_created hook seeds the workspace, reports progress and registers a
@@ -251,7 +252,7 @@ func TestSudoAction(t *testing.T) {
 
 // The hook runs with the run_as user's uid and gid when the daemon is root.
 func TestImpersonation(t *testing.T) {
-	name, uid, gid := testUser(t)
+	name, uid, gid := sessiontest.User(t)
 	// A directory the user may write into, outside t.TempDir's 0700 parents.
 	out, err := os.MkdirTemp("", "cowbird-hooks-")
 	if err != nil {

@@ -5,45 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"syscall"
 	"testing"
+
+	"github.com/cowbird-go/cowbird/session/sessiontest"
 )
 
-// testUser creates a throw-away user and returns its uid and gid.
-func testUser(t *testing.T) (uid, gid uint32) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("impersonation needs root: skipped")
-	}
-	useradd, err := exec.LookPath("useradd")
-	if err != nil {
-		t.Skip("impersonation test needs useradd: skipped")
-	}
-	name := fmt.Sprintf("cbtest%d", os.Getpid())
-	if out, err := exec.Command(useradd, "--no-create-home", "--user-group", name).CombinedOutput(); err != nil {
-		t.Fatalf("useradd %s: %v: %s", name, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
-			t.Errorf("userdel %s: %v: %s", name, err, out)
-		}
-	})
-	u, err := user.Lookup(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, _ := strconv.ParseUint(u.Uid, 10, 32)
-	g, _ := strconv.ParseUint(u.Gid, 10, 32)
-	return uint32(id), uint32(g)
-}
-
 func TestImpersonation(t *testing.T) {
-	uid, gid := testUser(t)
+	_, uid, gid := sessiontest.User(t)
 	// The session root and the secret must be reachable by the user, so
 	// they cannot live under t.TempDir (0700 parents).
 	root, err := os.MkdirTemp("", "cowbird-impersonation-")

@@ -7,8 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cowbird-go/cowbird/magpie/magpietest"
+	"github.com/cowbird-go/cowbird/session/sessiontest"
 )
 
 const adminToken = "s3cret-admin-token"
@@ -158,19 +157,7 @@ func callList(t *testing.T, url string) (int, string) {
 // reports progress; the hook.run action's log shows the progress and the
 // redacted secret masked.
 func TestHookRunsAsTheUser(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("impersonation needs root (CI runs as root)")
-	}
-	if _, err := exec.LookPath("useradd"); err != nil {
-		t.Skip("useradd not installed")
-	}
-	const name = "cbhookuser"
-	if out, err := exec.Command("useradd", "-M", "-N", "-s", "/bin/false", name).CombinedOutput(); err != nil {
-		t.Fatalf("useradd: %v %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("userdel", name).Run() })
-	u, err := user.Lookup(name)
-	must(t, err)
+	name, uid, gid := sessiontest.User(t)
 
 	hooksHandler := "  Hooks:\n    active: true\n    priority: 50\n"
 	hooksSection := `hooks:
@@ -193,20 +180,19 @@ cowbird:
 	}
 	home := filepath.Join(b.dir, "jupyterhub_user_data", name)
 	must(t, os.Mkdir(home, 0o755))
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	must(t, os.Chown(home, uid, gid))
+	must(t, os.Chown(home, int(uid), int(gid)))
 	if _, err := b.mp.AddUser(name, "", "users"); err != nil {
 		t.Fatal(err)
 	}
 	marker := filepath.Join(home, "hook-was-here")
 	var got []byte
 	eventually(t, "the hook's file", func() bool {
+		var err error
 		got, err = os.ReadFile(marker) // the shell creates it, then writes it
 		return err == nil && strings.HasSuffix(string(got), "\n")
 	})
-	if strings.TrimSpace(string(got)) != u.Uid {
-		t.Fatalf("hook ran as uid %q, want %s", got, u.Uid)
+	if strings.TrimSpace(string(got)) != strconv.Itoa(int(uid)) {
+		t.Fatalf("hook ran as uid %q, want %d", got, uid)
 	}
 
 	var id string
