@@ -53,6 +53,9 @@ handlers:
     workspace_dir: %[1]s/user_workspaces
     jupyterhub_user_data_dir: %[1]s/jupyterhub_user_data
     wps_outputs_dir: %[1]s/wpsoutputs
+cowbird:
+  admin_tokens:
+    demo: demo-token
 `
 
 // startDemo builds the demo tree in dir (a new temp dir when empty) and
@@ -159,6 +162,8 @@ Try:
        -d '{"event": "created", "user_name": "alice", "callback_url": ""}'
   ls -l %[1]s/user_workspaces/alice
   curl -s %[5]s/metrics | grep cowbird_
+  go run ./cmd/cowbird resync FileSystem --wait --url %[5]s --token demo-token
+  curl -s -H 'Authorization: Bearer demo-token' %[5]s/actions/v1/handler.resync?status=succeeded
 `, d.dir, d.configPath, d.magpie.URL(), d.geoserver.URL(), cowbirdURL)
 }
 
