@@ -163,7 +163,7 @@ Try:
   ls -l %[1]s/user_workspaces/alice
   curl -s %[5]s/metrics | grep cowbird_
   go run ./cmd/cowbird resync FileSystem --wait --url %[5]s --token demo-token
-  curl -s -H 'Authorization: Bearer demo-token' %[5]s/actions/v1/handler.resync?status=succeeded
+  curl -s -H 'Authorization: Bearer demo-token' '%[5]s/actions/v1/handler.resync?status=succeeded'
 `, d.dir, d.configPath, d.magpie.URL(), d.geoserver.URL(), cowbirdURL)
 }
 
