@@ -135,6 +135,16 @@ func startBirdhouseWith(t *testing.T, moreHandlers, extra string) *birdhouse {
 		t.Fatalf("daemon did not start: %v", err)
 	}
 	t.Cleanup(func() { cancel(); <-done })
+	// Ready: the watches are established, so files created from now on
+	// produce file events.
+	eventually(t, "readiness", func() bool {
+		resp, err := http.Get(b.base + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 	must(t, mp.SetWebhooks(append(magpietest.CowbirdWebhooks(b.base), magpietest.CowbirdGroupWebhooks(b.base)...)))
 	return b
 }
