@@ -60,25 +60,26 @@ func digits(s string) bool {
 
 // access resolves, for one run, whether a user may read a WPS output
 // through the secure-data-proxy service (cowbird.md §3.3.5). Every Magpie
-// answer is fetched once per run.
+// answer is fetched once per run. It is safe for concurrent use.
 type access struct {
 	mp      Magpie
 	log     *logrus.Entry
 	service string // secure_data_proxy_name
 	resName string // wps_outputs_res_name
 
+	loadMu sync.Mutex
 	loaded bool
 	open   bool             // no secure-data-proxy service: everything readable
 	tree   *magpie.Resource // the service's resource tree
-	dirs   map[string]node  // closest match per source directory
 
 	mu    sync.Mutex
-	perms map[permKey]bool
+	dirs  map[string]route // closest match per source directory
+	perms map[permKey]*perm
 }
 
-// node is the closest route found for a directory; full is true when every
-// component matched, so that a file in it may have its own route.
-type node struct {
+// route is the closest route found for a source directory; full is true
+// when every component matched, so that a file in it may have its own route.
+type route struct {
 	res  *magpie.Resource
 	full bool
 }
@@ -88,13 +89,23 @@ type permKey struct {
 	resID int
 }
 
+// perm is one user's read access to one route, fetched once: done is
+// closed when read and err are set.
+type perm struct {
+	done chan struct{}
+	read bool
+	err  error
+}
+
 func newAccess(mp Magpie, log *logrus.Entry, service, resName string) *access {
 	return &access{mp: mp, log: log, service: service, resName: resName,
-		dirs: map[string]node{}, perms: map[permKey]bool{}}
+		dirs: map[string]route{}, perms: map[permKey]*perm{}}
 }
 
 // load fetches the secure-data-proxy service and its tree, once.
 func (a *access) load(ctx context.Context) error {
+	a.loadMu.Lock()
+	defer a.loadMu.Unlock()
 	if a.loaded {
 		return nil
 	}
@@ -121,39 +132,34 @@ func (a *access) load(ctx context.Context) error {
 	return nil
 }
 
-// closest returns the id of the deepest route matching the source rel
-// (wps_outputs_res_name, then its components), 0 when not even the first
-// matches. It must be called after load, from one goroutine.
-func (a *access) closest(rel string) int {
+// dir returns the closest route of the source directory rel ("" for
+// wps_outputs_dir itself). It must be called after load.
+func (a *access) dir(rel string) route {
 	if a.open {
-		return 0
+		return route{}
 	}
-	n := a.dir(path.Dir(rel))
-	if n.full {
-		if c := n.res.Child(path.Base(rel)); c != nil {
-			return c.ID
-		}
-	}
-	if n.res == nil {
-		return 0
-	}
-	return n.res.ID
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.dirLocked(rel)
 }
 
-// dir is the closest route of a source directory ("." for the root).
-func (a *access) dir(rel string) node {
+func (a *access) dirLocked(rel string) route {
 	if n, ok := a.dirs[rel]; ok {
 		return n
 	}
-	var n node
-	if rel == "." {
+	var n route
+	if rel == "" {
 		c := a.tree.Child(a.resName)
-		n = node{res: c, full: c != nil}
+		n = route{res: c, full: c != nil}
 	} else {
-		n = a.dir(path.Dir(rel))
+		parent := path.Dir(rel)
+		if parent == "." {
+			parent = ""
+		}
+		n = a.dirLocked(parent)
 		if n.full {
 			if c := n.res.Child(path.Base(rel)); c != nil {
-				n = node{res: c, full: true}
+				n = route{res: c, full: true}
 			} else {
 				n.full = false
 			}
@@ -163,88 +169,57 @@ func (a *access) dir(rel string) node {
 	return n
 }
 
-// fetch asks Magpie for the effective permissions of every key not known
-// yet, with at most workers requests at once.
-func (a *access) fetch(ctx context.Context, keys []permKey, workers int) error {
-	var todo []permKey
-	seen := map[permKey]bool{}
-	a.mu.Lock()
-	for _, k := range keys {
-		if _, ok := a.perms[k]; !ok && k.resID != 0 && !seen[k] {
-			seen[k] = true
-			todo = append(todo, k)
+// file returns the id of the deepest route matching the file name in the
+// directory whose route is n, 0 when not even wps_outputs_res_name matches.
+func (n route) file(name string) int {
+	if n.full {
+		if c := n.res.Child(name); c != nil {
+			return c.ID
 		}
+	}
+	if n.res == nil {
+		return 0
+	}
+	return n.res.ID
+}
+
+// readable reports whether user may read a source whose closest route is
+// resID (0: none, not readable). Magpie is asked once per user and route
+// and run, however many goroutines ask at once.
+func (a *access) readable(ctx context.Context, user string, resID int) (bool, error) {
+	if a.open {
+		return true, nil
+	}
+	if resID == 0 {
+		return false, nil
+	}
+	k := permKey{user, resID}
+	a.mu.Lock()
+	p, ok := a.perms[k]
+	if !ok {
+		p = &perm{done: make(chan struct{})}
+		a.perms[k] = p
 	}
 	a.mu.Unlock()
-	var (
-		errMu sync.Mutex
-		first error
-	)
-	err := parallel(ctx, workers, len(todo), func(i int) {
-		k := todo[i]
-		perms, err := a.mp.UserPermissions(ctx, k.user, k.resID, magpie.Effective)
-		if err != nil {
-			errMu.Lock()
-			if first == nil {
-				first = fmt.Errorf("effective permissions of %q on resource %d: %w", k.user, k.resID, err)
-			}
-			errMu.Unlock()
-			return
-		}
-		read, _ := magpie.Find(perms, "read")
-		if write, _ := magpie.Find(perms, "write"); write.Access == "allow" {
-			a.log.WithFields(logrus.Fields{"user": k.user, "resource_id": k.resID}).
-				Warn("write permission on WPS outputs is never applied: they stay read-only")
-		}
-		a.mu.Lock()
-		a.perms[k] = read.Access == "allow"
-		a.mu.Unlock()
-	})
-	if first != nil {
-		return first
-	}
-	return err
-}
-
-// readable reports whether user may read the source whose closest route is
-// resID; fetch must have covered the key.
-func (a *access) readable(user string, resID int) bool {
-	if a.open {
-		return true
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.perms[permKey{user, resID}]
-}
-
-// parallel runs fn(0..n-1) on at most workers goroutines and stops handing
-// out work when ctx is done.
-func parallel(ctx context.Context, workers, n int, fn func(i int)) error {
-	if workers > n {
-		workers = n
-	}
-	var (
-		wg   sync.WaitGroup
-		next = make(chan int)
-	)
-	for range workers {
-		wg.Go(func() {
-			for i := range next {
-				fn(i)
-			}
-		})
-	}
-	var err error
-feed:
-	for i := range n {
+	if ok {
 		select {
-		case next <- i:
+		case <-p.done:
+			return p.read, p.err
 		case <-ctx.Done():
-			err = ctx.Err()
-			break feed
+			return false, ctx.Err()
 		}
 	}
-	close(next)
-	wg.Wait()
-	return err
+	defer close(p.done)
+	perms, err := a.mp.UserPermissions(ctx, user, resID, magpie.Effective)
+	if err != nil {
+		p.err = fmt.Errorf("effective permissions of %q on resource %d: %w", user, resID, err)
+		return false, p.err
+	}
+	read, _ := magpie.Find(perms, "read")
+	if write, _ := magpie.Find(perms, "write"); write.Access == "allow" {
+		a.log.WithFields(logrus.Fields{"user": user, "resource_id": resID}).
+			Warn("write permission on WPS outputs is never applied: they stay read-only")
+	}
+	p.read = read.Access == "allow"
+	return p.read, nil
 }

@@ -84,8 +84,7 @@ type Handler struct {
 	public   string // public link root, relative to workspace_dir
 	reserved map[string]bool
 
-	mu       sync.Mutex // serializes reconciles and workspace changes
-	lastFull sizes      // of the last full reconcile, under mu
+	mu sync.Mutex // serializes reconciles and workspace changes
 
 	// fileSess is the Magpie session file events share for fileSessionTTL,
 	// so that a burst of new files asks Magpie once, not once per file; a

@@ -1,6 +1,7 @@
 package filesystem
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,11 +10,14 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 
 	"github.com/cowbird-go/cowbird/handlers"
 	"github.com/cowbird-go/cowbird/magpie"
@@ -102,26 +106,37 @@ func (h *Handler) Reconcile(ctx context.Context, scope Scope, opts ReconcileOpti
 }
 
 // reconcile is Reconcile for a caller holding h.mu.
+//
+// It walks each source directory and the link directory that mirrors it
+// side by side, from their open descriptors, and compares their sorted
+// listings by name and inode: the cost is one listing per directory and
+// one lstat per user file (whose others bits are checked), with no map of
+// the whole tree. Directories are handed to a bounded pool of goroutines;
+// a link directory that ends up mirroring nothing is removed once all of
+// its subdirectories are done.
 func (h *Handler) reconcile(ctx context.Context, mp Magpie, scope Scope, opts ReconcileOptions) (Stats, error) {
 	start := time.Now()
-	var hint sizes // a full run presizes its maps from the previous one
-	if scope == (Scope{}) {
-		hint = h.lastFull
-	}
-	r, err := h.newRun(mp, opts.DryRun, hint)
+	r, err := h.newRun(ctx, mp, opts.DryRun)
 	if err != nil {
 		return Stats{}, fmt.Errorf("reconcile %s: %w", scope, err)
 	}
+	defer r.cancel(nil)
 	if r.wps == nil {
 		h.log.WithField("path", h.cfg.WPSOutputsDir).Warn("wps_outputs_dir does not exist: no WPS outputs to link")
 	}
-	err = r.plan(ctx, scope)
+	err = r.scope(scope)
+	r.wg.Wait()
 	if err == nil {
-		err = r.apply(ctx)
+		err = r.fatal()
 	}
-	if scope == (Scope{}) {
-		h.lastFull = sizes{have: len(r.have), want: len(r.want), dirs: len(r.dirs)}
+	if err == nil {
+		for _, u := range r.nbUsers {
+			r.notebooks(u)
+		}
 	}
+	slices.SortFunc(r.stats.Changes, func(a, b Change) int {
+		return cmp.Or(strings.Compare(a.Path, b.Path), strings.Compare(string(a.Op), string(b.Op)))
+	})
 	r.stats.Duration = time.Since(start)
 	if err != nil {
 		return r.stats, fmt.Errorf("reconcile %s: %w", scope, err)
@@ -134,50 +149,33 @@ func (h *Handler) reconcile(ctx context.Context, mp Magpie, scope Scope, opts Re
 
 // run is the state of one reconcile.
 type run struct {
-	h   *Handler
-	ctx context.Context
-	mp  Magpie
-	dry bool
-	wps *safefs.Root // nil when wps_outputs_dir does not exist
-	ws  *safefs.Root
-	acc *access
-	log *logrus.Entry
+	h      *Handler
+	ctx    context.Context // canceled by the first fatal error
+	cancel context.CancelCauseFunc
+	mp     Magpie
+	dry    bool
+	wps    *safefs.Root // nil when wps_outputs_dir does not exist
+	ws     *safefs.Root
+	acc    *access
+	log    *logrus.Entry
 
-	users   map[int]string  // Magpie user id -> name, loaded on demand
-	wsOK    map[string]bool // user -> workspace is a real directory
-	skipped map[string]bool // warnings already logged
+	slots chan struct{}  // free goroutines for directories
+	wg    sync.WaitGroup // the goroutines started
 
-	want    map[string]link        // desired links by path in ws
-	srcMode []source               // user sources whose others bits to check
-	have    map[string]uint64      // actual non-directories in the walked mirrors, by inode
-	dirs    map[string]os.FileMode // actual directories in the walked mirrors, with their mode
-	nbUsers []string               // users whose notebooks symlink to check
+	userMu  sync.Mutex
+	users   map[int]string   // Magpie user id -> name, loaded on demand
+	wsOK    map[string]bool  // user -> workspace is a real directory
+	skipped map[string]bool  // warnings already logged
+	bases   map[string]*node // user -> their link root
+	claimed map[string]bool  // "<user>/<bird>": link directories this run mirrors
+	nbUsers []string         // users whose notebooks symlink to check
 
 	mu       sync.Mutex
 	stats    Stats
 	firstErr error
 }
 
-// link is one desired hardlink.
-type link struct {
-	src string // relative to wps_outputs_dir
-	ino uint64
-}
-
-// source is a user file and the route that decides its access.
-type source struct {
-	rel   string
-	ino   uint64
-	mode  os.FileMode // as walked
-	dst   string
-	user  string
-	resID int
-}
-
-// sizes are the map sizes of a run, a capacity hint for the next one.
-type sizes struct{ have, want, dirs int }
-
-func (h *Handler) newRun(mp Magpie, dry bool, hint sizes) (*run, error) {
+func (h *Handler) newRun(ctx context.Context, mp Magpie, dry bool) (*run, error) {
 	ws, err := h.wsRoot()
 	if err != nil {
 		return nil, fmt.Errorf("workspace_dir: %w", err)
@@ -189,111 +187,212 @@ func (h *Handler) newRun(mp Magpie, dry bool, hint sizes) (*run, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wps_outputs_dir: %w", err)
 	}
+	ctx, cancel := context.WithCancelCause(ctx)
 	return &run{
-		h: h, mp: mp, dry: dry, wps: wps, ws: ws, log: h.log,
-		acc:  newAccess(mp, h.log, h.cfg.SecureDataProxyName, h.cfg.WPSOutputsResName),
-		wsOK: map[string]bool{}, skipped: map[string]bool{},
-		want: make(map[string]link, hint.want), have: make(map[string]uint64, hint.have),
-		dirs: make(map[string]os.FileMode, hint.dirs),
+		h: h, ctx: ctx, cancel: cancel, mp: mp, dry: dry, wps: wps, ws: ws, log: h.log,
+		acc:   newAccess(mp, h.log, h.cfg.SecureDataProxyName, h.cfg.WPSOutputsResName),
+		slots: make(chan struct{}, h.opts.Workers),
+		wsOK:  map[string]bool{}, skipped: map[string]bool{}, bases: map[string]*node{}, claimed: map[string]bool{},
 	}, nil
 }
 
-// plan walks the sources and mirrors of scope and resolves access.
-func (r *run) plan(ctx context.Context, scope Scope) error {
-	r.ctx = ctx
-	var sources, mirrors []string
+// abort stops the run with err (the first one wins).
+func (r *run) abort(err error) { r.cancel(err) }
+
+// fatal returns the error that stopped the run, if any.
+func (r *run) fatal() error {
+	if r.ctx.Err() == nil {
+		return nil
+	}
+	return context.Cause(r.ctx)
+}
+
+// scope starts the jobs of scope and the check of the user link roots.
+func (r *run) scope(scope Scope) error {
 	switch {
 	case scope.User != "":
-		if err := r.h.checkUser(scope.User); err != nil {
+		return r.user(scope.User)
+	case scope.Path != "":
+		rel, err := r.h.sourceRel(scope.Path)
+		if err != nil {
 			return err
 		}
-		if !r.workspace(scope.User) {
-			r.log.WithField("user", scope.User).Warn("user workspace not found or not a directory: nothing to reconcile")
-			return nil
+		if rel != "" {
+			return r.path(rel)
 		}
-		r.nbUsers = []string{scope.User}
-		u, err := r.mp.User(ctx, scope.User)
-		if errors.Is(err, magpie.ErrNotFound) {
-			r.log.WithField("user", scope.User).Info("user unknown to Magpie: no WPS outputs to link")
-			return nil
-		}
+	}
+	if err := r.loadUsers(); err != nil {
+		return err
+	}
+	users := r.usable()
+	if scope.Path == "" {
+		r.nbUsers = users
+	}
+	if r.wps == nil {
+		r.spawn(r.job(nil, r.top(r.h.public, true), ""))
+	} else if src, err := r.wps.OpenDir(""); err != nil {
+		return err
+	} else {
+		r.spawn(r.job(src, r.top(r.h.public, true), ""))
+	}
+	r.wg.Wait()
+	for _, u := range users {
+		r.staleBirds(u, "")
+	}
+	return nil
+}
+
+// user reconciles one user's sources (*/users/<id>/), link root and
+// notebooks symlink.
+func (r *run) user(name string) error {
+	if err := r.h.checkUser(name); err != nil {
+		return err
+	}
+	if !r.workspace(name) {
+		r.log.WithField("user", name).Warn("user workspace not found or not a directory: nothing to reconcile")
+		return nil
+	}
+	r.nbUsers = []string{name}
+	u, err := r.mp.User(r.ctx, name)
+	if errors.Is(err, magpie.ErrNotFound) {
+		r.log.WithField("user", name).Info("user unknown to Magpie: no WPS outputs to link")
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("magpie user %q: %w", name, err)
+	}
+	r.users = map[int]string{u.ID: name}
+	if r.wps != nil {
+		birds, err := r.wps.ReadDir("")
 		if err != nil {
-			return fmt.Errorf("magpie user %q: %w", scope.User, err)
+			return err
 		}
-		r.users = map[int]string{u.ID: scope.User}
-		mirrors = []string{r.userLinks(scope.User)}
-		if r.wps != nil {
-			birds, err := r.wps.ReadDir("")
+		for _, b := range birds {
+			if !b.IsDir() {
+				continue
+			}
+			src, err := r.wps.OpenDir(path.Join(b.Name, "users", strconv.Itoa(u.ID)))
+			switch {
+			case errors.Is(err, fs.ErrNotExist), errors.Is(err, safefs.ErrSymlink), errors.Is(err, unix.ENOTDIR):
+				continue // nothing of this user's there: the link directory is stale
+			case err != nil:
+				return err
+			}
+			j, err := r.userJob(src, b.Name, name)
 			if err != nil {
 				return err
 			}
-			for _, b := range birds {
-				if b.IsDir() {
-					sources = append(sources, path.Join(b.Name, "users", fmt.Sprint(u.ID)))
-				}
-			}
+			r.spawn(j)
 		}
+	}
+	r.wg.Wait()
+	r.staleBirds(name, "")
+	return nil
+}
+
+// path reconciles the source file or directory rel (relative to
+// wps_outputs_dir, not "") and the links that mirror it, then removes the
+// link directories above it that the run left empty.
+func (r *run) path(rel string) error {
+	var (
+		st  safefs.Stat
+		err = fs.ErrNotExist
+	)
+	if r.wps != nil {
+		st, err = r.wps.Lstat(rel)
+	}
+	switch {
+	case err == nil, errors.Is(err, fs.ErrNotExist), errors.Is(err, safefs.ErrSymlink), errors.Is(err, unix.ENOTDIR):
 	default:
-		rel := ""
-		if scope.Path != "" {
-			var err error
-			if rel, err = r.h.sourceRel(scope.Path); err != nil {
+		return err
+	}
+	file := err == nil && st.Mode.IsRegular()
+	var (
+		n     *node // the mirror of rel
+		owner string
+	)
+	bird, id, sub, user := userFile(rel)
+	if !file && !user {
+		bird, id, sub, user = userDir(rel)
+	}
+	if user {
+		if err := r.loadUsers(); err != nil {
+			return err
+		}
+		name, ok := r.userOf(id)
+		if !ok {
+			return nil
+		}
+		if err := r.acc.load(r.ctx); err != nil {
+			return err
+		}
+		n, owner = chain(r.base(name), path.Join(bird, sub)), name
+	} else {
+		if isBirdOrUsers(rel) { // user directories may be below
+			if err := r.loadUsers(); err != nil {
 				return err
 			}
 		}
-		var err error
-		if mirrors, err = r.mirrorsOf(ctx, rel); err != nil {
+		n = chain(r.top(r.h.public, false), rel)
+	}
+	var j job
+	switch {
+	case file: // compare that entry of its directory only
+		dir, name := path.Split(rel)
+		src, err := r.wps.OpenDir(dir)
+		if err != nil {
 			return err
 		}
-		if r.wps != nil {
-			sources = []string{rel}
+		j = job{src: src, m: n.parent, mdir: r.openMirror(n.parent), owner: owner, only: name}
+	case err == nil && st.IsDir():
+		src, err := r.wps.OpenDir(rel)
+		if err != nil {
+			return err
 		}
-		if scope.Path == "" {
-			for _, name := range r.users {
-				if r.h.checkUser(name) == nil && r.workspace(name) {
-					r.nbUsers = append(r.nbUsers, name)
-				}
-			}
-			slices.Sort(r.nbUsers)
+		j = r.job(src, n, owner)
+	default:
+		j = r.job(nil, n, owner) // gone, or nothing to link: its mirror is stale
+	}
+	r.spawn(j)
+	r.wg.Wait()
+	if !user && isBirdOrUsers(rel) {
+		bird, _, _ := strings.Cut(rel, "/")
+		for _, u := range r.usable() {
+			r.staleBirds(u, bird)
 		}
+		r.wg.Wait()
 	}
-	// The mirrors (which fill only have and dirs) are walked alongside the
-	// sources (which fill the rest).
-	mirrored := make(chan error, 1)
-	go func() {
-		for _, m := range mirrors {
-			if err := r.walkMirror(m); err != nil {
-				mirrored <- err
-				return
-			}
-		}
-		mirrored <- nil
-	}()
-	var err error
-	for _, s := range sources {
-		if err = r.walkSource(ctx, s); err != nil {
-			break
-		}
-	}
-	if mErr := <-mirrored; err == nil {
-		err = mErr
-	}
-	if err != nil {
-		return err
-	}
-	keys := make([]permKey, 0, len(r.srcMode))
-	for _, s := range r.srcMode {
-		keys = append(keys, permKey{s.user, s.resID})
-	}
-	if err := r.acc.fetch(ctx, keys, r.h.opts.Workers); err != nil {
-		return err
-	}
-	for _, s := range r.srcMode {
-		if r.acc.readable(s.user, s.resID) {
-			r.want[s.dst] = link{src: s.rel, ino: s.ino}
-		}
+	if r.ctx.Err() == nil && !r.dry {
+		r.prune(j.m)
 	}
 	return nil
+}
+
+// isBirdOrUsers reports whether rel is "<bird>" or "<bird>/users", whose
+// mirrors include every user's link directory of that bird.
+func isBirdOrUsers(rel string) bool {
+	_, rest, found := strings.Cut(rel, "/")
+	return !found || rest == "users"
+}
+
+// prune removes the link directories from n up, while they are empty and
+// not link roots, after a scoped run removed something below them.
+func (r *run) prune(n *node) {
+	r.mu.Lock()
+	removed := r.stats.LinksRemoved+r.stats.DirsRemoved > 0
+	r.mu.Unlock()
+	if !removed {
+		return
+	}
+	if n.walked { // removed at the end of its job when empty
+		n = n.parent
+	}
+	for ; n != nil && !n.base && !n.content.Load(); n = n.parent {
+		if r.ws.Remove(n.rel) != nil {
+			return // not empty (or gone): stop there
+		}
+		r.note(OpRmdir, r.wsPath(n.rel), "")
+	}
 }
 
 // sourceRel turns an absolute path under wps_outputs_dir into a relative one.
@@ -308,50 +407,17 @@ func (h *Handler) sourceRel(p string) (string, error) {
 	return rel, nil
 }
 
-// mirrorsOf returns the link paths (in ws) that can only hold links of
-// sources under rel: the public mirror of rel, and the user mirrors that
-// rel covers.
-func (r *run) mirrorsOf(ctx context.Context, rel string) ([]string, error) {
-	if bird, id, sub, ok := userDir(rel); ok {
-		if err := r.loadUsers(ctx); err != nil {
-			return nil, err
-		}
-		name, ok := r.userOf(id)
-		if !ok {
-			return nil, nil
-		}
-		return []string{path.Join(r.userLinks(name), bird, sub)}, nil
-	}
-	mirrors := []string{path.Join(r.h.public, rel)}
-	comps := strings.Split(rel, "/")
-	var under string
-	switch {
-	case rel == "":
-	case len(comps) == 1, len(comps) == 2 && comps[1] == "users":
-		under = comps[0]
-	default:
-		return mirrors, nil
-	}
-	if err := r.loadUsers(ctx); err != nil {
-		return nil, err
-	}
-	for _, name := range r.users {
-		if r.h.checkUser(name) == nil && r.workspace(name) {
-			mirrors = append(mirrors, path.Join(r.userLinks(name), under))
-		}
-	}
-	return mirrors, nil
-}
-
 // userLinks is the user's link root; both names are checked single components.
 func (r *run) userLinks(user string) string { return user + "/" + r.h.cfg.UserWPSOutputsDirName }
 
 // loadUsers fetches the Magpie users once.
-func (r *run) loadUsers(ctx context.Context) error {
+func (r *run) loadUsers() error {
+	r.userMu.Lock()
+	defer r.userMu.Unlock()
 	if r.users != nil {
 		return nil
 	}
-	users, err := r.mp.Users(ctx)
+	users, err := r.mp.Users(r.ctx)
 	if err != nil {
 		return fmt.Errorf("magpie users: %w", err)
 	}
@@ -362,10 +428,25 @@ func (r *run) loadUsers(ctx context.Context) error {
 	return nil
 }
 
+// usable returns, sorted, the Magpie users whose name is valid and whose
+// workspace is a real directory.
+func (r *run) usable() []string {
+	var out []string
+	for _, name := range r.users {
+		if r.h.checkUser(name) == nil && r.workspace(name) {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // userOf returns the name of a Magpie user id, if it is usable as a
 // workspace: a known, valid name with a real workspace directory.
 func (r *run) userOf(id int) (string, bool) {
+	r.userMu.Lock()
 	name, ok := r.users[id]
+	r.userMu.Unlock()
 	if !ok {
 		r.warnOnce(fmt.Sprintf("id:%d", id), logrus.Fields{"user_id": id}, "no Magpie user with this id: its WPS outputs are not linked")
 		return "", false
@@ -384,6 +465,8 @@ func (r *run) userOf(id int) (string, bool) {
 
 // workspace reports whether the user's workspace is a real directory.
 func (r *run) workspace(user string) bool {
+	r.userMu.Lock()
+	defer r.userMu.Unlock()
 	ok, seen := r.wsOK[user]
 	if !seen {
 		st, err := r.ws.Lstat(user)
@@ -394,214 +477,487 @@ func (r *run) workspace(user string) bool {
 }
 
 func (r *run) warnOnce(key string, f logrus.Fields, msg string) {
-	if !r.skipped[key] {
-		r.skipped[key] = true
+	r.userMu.Lock()
+	seen := r.skipped[key]
+	r.skipped[key] = true
+	r.userMu.Unlock()
+	if !seen {
 		r.log.WithFields(f).Warn(msg)
 	}
 }
 
-// walkMirror records what exists at and below the link path m, with the
-// mode of each directory (one fstatat each, from the walk), so that no
-// directory needs its own lstat later.
-func (r *run) walkMirror(m string) error {
-	st, err := r.ws.Lstat(m)
-	switch {
-	case errors.Is(err, fs.ErrNotExist), errors.Is(err, safefs.ErrSymlink):
-		return nil // nothing there, or under a symlink the dir phase replaces
-	case err != nil:
-		return err
-	case !st.IsDir():
-		r.have[m] = st.Ino
-		return nil
-	}
-	r.dirs[m] = st.Mode
-	return r.ws.WalkLstat(m, func(rel string, e safefs.DirEntry, lstat func() (safefs.Stat, error)) error {
-		if !e.IsDir() {
-			r.have[rel] = e.Ino
-			return nil
-		}
-		st, err := lstat()
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-		case err != nil:
-			return err
-		case st.IsDir():
-			r.dirs[rel] = st.Mode
-		default: // replaced since getdents
-			r.have[rel] = st.Ino
-		}
-		return nil
-	})
+// node is a directory of the link trees (relative to workspace_dir) as one
+// run sees it.
+type node struct {
+	rel    string
+	parent *node // nil: its missing parents are made with it
+	base   bool  // a link root: made when needed, never removed
+	// walked is true for a job's directory: its whole listing is compared,
+	// and it is removed when its job and its subdirectories' are done and
+	// nothing in it is wanted.
+	walked bool
+	state  state
+	mode   os.FileMode // when state is isDir
+
+	once sync.Once
+	ok   bool // after once: the directory is there (or would be, in a dry run)
+
+	content atomic.Bool  // a wanted link is at or below it
+	pending atomic.Int32 // its job and its subdirectories' not done yet
 }
 
-// walkSource records the desired state of every regular file at or below
-// the source path s.
-func (r *run) walkSource(ctx context.Context, s string) error {
-	st, err := r.wps.Lstat(s)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return nil
-	case err != nil:
-		return err
-	case !st.IsDir():
-		if st.Mode.IsRegular() {
-			return r.consider(ctx, s, st.Ino, func() (safefs.Stat, error) { return st, nil })
-		}
-		return nil
-	}
-	return r.wps.WalkLstat(s, func(rel string, e safefs.DirEntry, lstat func() (safefs.Stat, error)) error {
-		if e.Type == 0 { // regular file; symlinks and specials are not linked
-			return r.consider(ctx, rel, e.Ino, lstat)
-		}
-		return nil
-	})
+// state is what a run knows of a link directory.
+type state uint8
+
+const (
+	unknown state = iota // not listed: lstat'ed when needed
+	missing
+	isDir
+	notDir // a symlink or file where a directory belongs: replaced when needed
+)
+
+// top returns a parentless node for rel (a link root when base).
+func (r *run) top(rel string, walked bool) *node {
+	return &node{rel: rel, base: true, walked: walked}
 }
 
-// consider records the desired state of the source file rel. lstat is
-// called for user files only: their others bits are checked, from that
-// lstat, without another syscall.
-func (r *run) consider(ctx context.Context, rel string, ino uint64, lstat func() (safefs.Stat, error)) error {
-	r.stats.Sources++
-	bird, id, sub, ok := userFile(rel)
-	if !ok {
-		r.want[r.h.public+"/"+rel] = link{src: rel, ino: ino} // both clean
+// base returns the user's link root node, one per run.
+func (r *run) base(user string) *node {
+	r.userMu.Lock()
+	defer r.userMu.Unlock()
+	n := r.bases[user]
+	if n == nil {
+		n = r.top(r.userLinks(user), false)
+		r.bases[user] = n
+	}
+	return n
+}
+
+// chain returns the node of rel below n, with a node per component in
+// between; the last one is walked.
+func chain(n *node, rel string) *node {
+	for c := range strings.SplitSeq(rel, "/") {
+		n = &node{rel: n.rel + "/" + c, parent: n}
+	}
+	n.walked = true
+	return n
+}
+
+// job is one directory to reconcile.
+type job struct {
+	src   *safefs.Dir // nil: no source, everything in the mirror is stale
+	m     *node       // nil: not mirrored (an unusable user's sources are only counted)
+	mdir  *safefs.Dir // the open mirror directory, when it is one
+	owner string      // the user whose data this is; "" for public data
+	only  string      // compare this entry only (a one-file scope)
+}
+
+// job returns the job of src mirrored by the walked node n, opening n.
+func (r *run) job(src *safefs.Dir, n *node, owner string) job {
+	return job{src: src, m: n, mdir: r.openMirror(n), owner: owner}
+}
+
+// openMirror opens the link directory n, recording what is there.
+func (r *run) openMirror(n *node) *safefs.Dir {
+	if p := n.parent; p != nil && p.walked && (p.state == missing || p.state == notDir) {
+		n.state = missing // (once its parent is replaced)
 		return nil
 	}
-	if err := r.loadUsers(ctx); err != nil {
-		return err
-	}
-	name, ok := r.userOf(id)
-	if !ok {
-		r.stats.Skipped++
-		return nil
-	}
-	if err := r.acc.load(ctx); err != nil {
-		return err
-	}
-	st, err := lstat()
+	d, err := r.ws.OpenDir(n.rel)
+	return r.opened(n, d, err)
+}
+
+// opened records the outcome of opening the link directory n.
+func (r *run) opened(n *node, d *safefs.Dir, err error) *safefs.Dir {
 	switch {
+	case err == nil:
+		st, err := d.Stat()
+		if err == nil {
+			n.state, n.mode = isDir, st.Mode
+			return d
+		}
+		d.Close()
+		n.state = unknown
 	case errors.Is(err, fs.ErrNotExist):
-		return nil // removed since it was listed
-	case err != nil:
-		r.fail(OpMode, filepath.Join(r.h.cfg.WPSOutputsDir, rel), err)
-		return nil
-	case !st.Mode.IsRegular():
-		return nil // replaced since it was listed
+		n.state = missing
+	case errors.Is(err, unix.ENOTDIR):
+		n.state = notDir
+	default: // a symlink (here or above): looked at again only if needed
+		n.state = unknown
 	}
-	r.srcMode = append(r.srcMode, source{rel: rel, ino: st.Ino, mode: st.Mode, dst: r.userLinks(name) + "/" + bird + "/" + sub, // all clean
-		user: name, resID: r.acc.closest(rel)})
 	return nil
 }
 
-// apply makes the changes: stale entries out, directories, modes and links
-// in, then directories that mirror nothing out, and notebooks symlinks.
-func (r *run) apply(ctx context.Context) error {
-	var links, linkDirs []string // links to make; directories where a link belongs
-	wantDirs := map[string]bool{}
-	had := 0 // entries of have that are wanted
-	for p, l := range r.want {
-		cur, exists := r.have[p]
-		if exists {
-			had++
-		}
-		if !exists || cur != l.ino {
-			links = append(links, p)
-		}
-		if _, isDir := r.dirs[p]; isDir {
-			linkDirs = append(linkDirs, p)
-		}
-		for d := path.Dir(p); !wantDirs[d] && d != "."; d = path.Dir(d) {
-			wantDirs[d] = true
-			if r.base(d) {
-				break
-			}
-		}
+// userJob returns the job of the user directory <bird>/users/<id> (src),
+// mirrored in the user's <bird> link directory, and claims that directory.
+func (r *run) userJob(src *safefs.Dir, bird, user string) (job, error) {
+	if err := r.acc.load(r.ctx); err != nil {
+		src.Close()
+		return job{}, err
 	}
-	var stale []string
-	if had < len(r.have) { // else every entry there is wanted
-		for p := range r.have {
-			if _, ok := r.want[p]; !ok {
-				stale = append(stale, p)
-			}
-		}
-	}
-	slices.Sort(stale)
-	stale = append(stale, linkDirs...)
-	if err := parallel(ctx, r.h.opts.Workers, len(stale), func(i int) { r.remove(stale[i], OpRemove) }); err != nil {
-		return err
-	}
-	dirs := make([]string, 0, len(wantDirs))
-	for d := range wantDirs {
-		dirs = append(dirs, d)
-	}
-	slices.Sort(dirs) // parents first
-	made := map[string]bool{}
-	for _, d := range dirs {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if made[path.Dir(d)] { // parent just made: d is missing
-			made[d] = r.mkdir(d)
-		} else {
-			made[d] = r.ensureDir(d)
-		}
-	}
-	var modes []source
-	for _, s := range r.srcMode {
-		if s.mode&0o7 != r.others(s) {
-			modes = append(modes, s)
-		}
-	}
-	if err := parallel(ctx, r.h.opts.Workers, len(modes), func(i int) { r.sourceMode(modes[i]) }); err != nil {
-		return err
-	}
-	slices.Sort(links)
-	if err := parallel(ctx, r.h.opts.Workers, len(links), func(i int) { r.link(links[i]) }); err != nil {
-		return err
-	}
-	var empty []string
-	for d := range r.dirs {
-		if _, isLink := r.want[d]; !wantDirs[d] && !isLink && !r.base(d) {
-			empty = append(empty, d)
-		}
-	}
-	slices.SortFunc(empty, func(a, b string) int { return strings.Count(b, "/") - strings.Count(a, "/") })
-	for _, d := range empty {
-		r.remove(d, OpRmdir)
-	}
-	if !r.dry {
-		for _, p := range append(stale, empty...) {
-			r.prune(path.Dir(p), wantDirs)
-		}
-	}
-	for _, u := range r.nbUsers {
-		r.notebooks(u)
-	}
-	return ctx.Err()
+	r.userMu.Lock()
+	r.claimed[user+"/"+bird] = true
+	r.userMu.Unlock()
+	n := &node{rel: r.userLinks(user) + "/" + bird, parent: r.base(user), walked: true}
+	return r.job(src, n, user), nil
 }
 
-// base reports whether d is a link root that stays even when empty: the
-// public root (maybe a volume) and each user's WPS-outputs directory.
-func (r *run) base(d string) bool {
-	if d == r.h.public {
-		return true
+// staleBirds removes what the user's link root holds (only its entry bird,
+// when bird is set) that no job of this run claimed.
+func (r *run) staleBirds(user, bird string) {
+	b := r.base(user)
+	d := r.openMirror(b)
+	if d == nil {
+		return
 	}
-	user, rest, ok := strings.Cut(d, "/")
-	return ok && user != "" && rest == r.h.cfg.UserWPSOutputsDirName
+	defer d.Close()
+	ents, err := d.ReadDir()
+	if err != nil {
+		r.fail(OpRemove, r.wsPath(b.rel), err)
+		return
+	}
+	for _, e := range ents {
+		r.userMu.Lock()
+		claimed := r.claimed[user+"/"+e.Name]
+		r.userMu.Unlock()
+		if !claimed && (bird == "" || e.Name == bird) {
+			r.stale(b, d, e)
+		}
+	}
 }
 
-// prune removes d and its parents while they are empty link directories
-// outside the walked mirrors (the parents of what a scoped run removed).
-func (r *run) prune(d string, keep map[string]bool) {
-	for ; d != "." && !r.base(d) && !keep[d]; d = path.Dir(d) {
-		if _, walked := r.dirs[d]; walked {
+// spawn runs the job on a goroutine of the pool when one is free, else in
+// the caller's.
+func (r *run) spawn(j job) {
+	if j.m != nil && j.m.walked {
+		j.m.pending.Store(1)
+		if p := j.m.parent; p != nil && p.walked {
+			p.pending.Add(1)
+		}
+	}
+	select {
+	case r.slots <- struct{}{}:
+		r.wg.Go(func() {
+			defer func() { <-r.slots }()
+			r.process(j)
+		})
+	default:
+		r.process(j)
+	}
+}
+
+// done marks one of n's pending jobs done; after the last, n is removed if
+// nothing in it is wanted, and its parent is told.
+func (r *run) done(n *node) {
+	if n.pending.Add(-1) > 0 {
+		return
+	}
+	if !n.content.Load() && !n.base && r.ctx.Err() == nil {
+		switch n.state {
+		case isDir:
+			r.rmdir(n.rel)
+		case notDir:
+			r.remove(n.rel, OpRemove)
+		}
+	}
+	if p := n.parent; p != nil {
+		if n.content.Load() {
+			p.content.Store(true)
+		}
+		if p.walked {
+			r.done(p)
+		}
+	}
+}
+
+// keep marks n as holding a wanted link and makes sure it is a directory
+// with others r-x.
+func (r *run) keep(n *node) {
+	n.content.Store(true)
+	r.ensure(n)
+}
+
+// pendingLink is a link a job makes: the entry name, its source (relative
+// to wps_outputs_dir), and what is in its place.
+type pendingLink struct {
+	name, src   string
+	exists, dir bool
+}
+
+// process compares one source directory with its mirror and fixes the
+// difference; its subdirectories become jobs of their own.
+func (r *run) process(j job) {
+	var subs []job
+	defer func() {
+		if j.src != nil {
+			j.src.Close()
+		}
+		if j.mdir != nil {
+			j.mdir.Close()
+		}
+		for _, s := range subs {
+			r.spawn(s)
+		}
+		if j.m != nil && j.m.walked {
+			r.done(j.m)
+		}
+	}()
+	if r.ctx.Err() != nil {
+		return
+	}
+	var srcEnts, mEnts []safefs.DirEntry
+	var err error
+	if j.src != nil {
+		if srcEnts, err = j.src.ReadDir(); err != nil {
+			r.fail(OpLink, filepath.Join(r.h.cfg.WPSOutputsDir, j.src.Rel()), err)
+			r.hold(j.m)
 			return
 		}
-		if _, ok := r.want[d]; ok || r.ws.Remove(d) != nil {
-			return // not empty (or gone): stop there
-		}
-		r.note(OpRmdir, r.wsPath(d), "")
 	}
+	if j.mdir != nil {
+		if mEnts, err = j.mdir.ReadDir(); err != nil {
+			r.fail(OpRemove, r.wsPath(j.m.rel), err)
+			r.hold(j.m)
+			return
+		}
+	}
+	if j.only != "" {
+		srcEnts, mEnts = only(srcEnts, j.only), only(mEnts, j.only)
+	}
+	var acc route
+	if j.owner != "" && j.src != nil {
+		acc = r.acc.dir(j.src.Rel())
+	}
+	var (
+		links            []pendingLink
+		wanted           bool
+		sources, skipped int
+	)
+	for i, k := 0, 0; i < len(srcEnts) || k < len(mEnts); {
+		var s, me *safefs.DirEntry
+		switch {
+		case k == len(mEnts) || i < len(srcEnts) && srcEnts[i].Name < mEnts[k].Name:
+			s, i = &srcEnts[i], i+1
+		case i == len(srcEnts) || mEnts[k].Name < srcEnts[i].Name:
+			me, k = &mEnts[k], k+1
+		default:
+			s, me, i, k = &srcEnts[i], &mEnts[k], i+1, k+1
+		}
+		switch {
+		case s == nil:
+			r.stale(j.m, j.mdir, *me)
+		case s.IsDir():
+			sub, claimed, err := r.subdir(j, *s, me)
+			if err != nil {
+				r.abort(err)
+				return
+			}
+			if me != nil && !claimed {
+				r.stale(j.m, j.mdir, *me)
+			}
+			if sub != nil {
+				subs = append(subs, *sub)
+			}
+		case s.Type != 0: // symlinks and specials are not linked
+			if me != nil {
+				r.stale(j.m, j.mdir, *me)
+			}
+		case j.m == nil:
+			sources++
+			skipped++
+		default:
+			sources++
+			ino, want, err := r.want(j, acc, *s)
+			if err != nil {
+				r.abort(err)
+				return
+			}
+			switch {
+			case !want:
+				if me != nil {
+					r.stale(j.m, j.mdir, *me)
+				}
+			case me == nil || me.Type != 0 || me.Ino != ino:
+				links = append(links, pendingLink{name: s.Name, src: j.src.Rel() + "/" + s.Name,
+					exists: me != nil, dir: me != nil && me.IsDir()})
+				wanted = true
+			default:
+				wanted = true
+			}
+		}
+	}
+	r.mu.Lock()
+	r.stats.Sources += sources
+	r.stats.Skipped += skipped
+	r.mu.Unlock()
+	if wanted {
+		r.keep(j.m)
+	}
+	for _, l := range links {
+		r.link(j.m.rel+"/"+l.name, strings.TrimPrefix(l.src, "/"), l.exists, l.dir)
+	}
+}
+
+// only returns the entry of ents named name, if any.
+func only(ents []safefs.DirEntry, name string) []safefs.DirEntry {
+	for i, e := range ents {
+		if e.Name == name {
+			return ents[i : i+1]
+		}
+	}
+	return nil
+}
+
+// hold keeps n (and its parents) when what it should mirror is unknown.
+func (r *run) hold(n *node) {
+	if n != nil {
+		n.content.Store(true)
+	}
+}
+
+// want reports whether the source file s of the job is to be linked, with
+// its inode. A user file's others bits are set from the user's access
+// (read: r--, else ---; write is never granted) when they differ.
+func (r *run) want(j job, acc route, s safefs.DirEntry) (uint64, bool, error) {
+	if j.owner == "" {
+		return s.Ino, true, nil
+	}
+	rel := j.src.Rel() + "/" + s.Name
+	st, err := j.src.Lstat(s.Name)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return 0, false, nil // removed since it was listed
+	case err != nil:
+		r.fail(OpMode, filepath.Join(r.h.cfg.WPSOutputsDir, rel), err)
+		return 0, false, nil
+	case !st.Mode.IsRegular():
+		return 0, false, nil // replaced since it was listed
+	}
+	read, err := r.acc.readable(r.ctx, j.owner, acc.file(s.Name))
+	if err != nil {
+		return 0, false, err
+	}
+	others := os.FileMode(0)
+	if read {
+		others = 0o4
+	}
+	if st.Mode&0o7 != others {
+		r.sourceMode(rel, read)
+	}
+	return st.Ino, read, nil
+}
+
+// subdir returns the job of the source subdirectory s of j (nil when there
+// is nothing to do) and whether it claims the mirror entry me.
+func (r *run) subdir(j job, s safefs.DirEntry, me *safefs.DirEntry) (*job, bool, error) {
+	src, err := j.src.OpenDir(s.Name)
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, safefs.ErrSymlink), errors.Is(err, unix.ENOTDIR):
+		return nil, false, nil // gone or swapped since it was listed: nothing to mirror
+	case err != nil:
+		r.fail(OpLink, filepath.Join(r.h.cfg.WPSOutputsDir, j.src.Rel(), s.Name), err)
+		r.hold(j.m)
+		return nil, true, nil
+	}
+	if j.m == nil {
+		return &job{src: src}, false, nil
+	}
+	if j.owner == "" {
+		if bird, ok := usersDir(j.src.Rel()); ok && digits(s.Name) {
+			id, _ := strconv.Atoi(s.Name)
+			user, ok := r.userOf(id)
+			if !ok {
+				return &job{src: src}, false, nil
+			}
+			uj, err := r.userJob(src, bird, user)
+			if err != nil {
+				return nil, false, err
+			}
+			return &uj, false, nil
+		}
+	}
+	n := &node{rel: j.m.rel + "/" + s.Name, parent: j.m, walked: true, state: missing}
+	var mdir *safefs.Dir
+	switch {
+	case me == nil:
+		if j.m.state == unknown {
+			n.state = unknown
+		}
+	case me.IsDir():
+		d, err := j.mdir.OpenDir(s.Name)
+		mdir = r.opened(n, d, err)
+	default:
+		n.state = notDir
+	}
+	return &job{src: src, m: n, mdir: mdir, owner: j.owner}, true, nil
+}
+
+// usersDir reports whether the source directory rel is <bird>/users.
+func usersDir(rel string) (string, bool) {
+	bird, rest, found := strings.Cut(rel, "/")
+	return bird, found && rest == "users"
+}
+
+// stale removes the entry e of the link directory parent (open as d), which
+// mirrors nothing: a directory is emptied first, as a job of its own.
+func (r *run) stale(parent *node, d *safefs.Dir, e safefs.DirEntry) {
+	rel := parent.rel + "/" + e.Name
+	if !e.IsDir() {
+		r.remove(rel, OpRemove)
+		return
+	}
+	n := &node{rel: rel, parent: parent, walked: true}
+	md, err := d.OpenDir(e.Name)
+	if md = r.opened(n, md, err); md == nil && n.state != notDir {
+		return // gone since it was listed, or unreadable: left alone
+	}
+	r.spawn(job{m: n, mdir: md})
+}
+
+// ensure makes n a real directory with others r-x, its parents first, and
+// reports whether it is there. A symlink or file in its place is removed
+// first: it can only have been planted there. A symlink above a parentless
+// node makes it fail.
+func (r *run) ensure(n *node) bool {
+	n.once.Do(func() {
+		if n.parent != nil && !r.ensure(n.parent) {
+			return
+		}
+		state, mode := n.state, n.mode // n is shared: its fields stay as they are
+		if state == unknown {
+			st, err := r.ws.Lstat(n.rel)
+			switch {
+			case errors.Is(err, fs.ErrNotExist):
+				state = missing
+			case err != nil:
+				r.fail(OpMkdir, r.wsPath(n.rel), err)
+				return
+			case st.IsDir():
+				state, mode = isDir, st.Mode
+			default:
+				state = notDir
+			}
+		}
+		switch state {
+		case missing:
+			n.ok = r.mkdir(n.rel)
+		case notDir:
+			n.ok = r.remove(n.rel, OpRemove) && r.mkdir(n.rel)
+		default:
+			n.ok = true
+			if mode&0o7 == 0o5 {
+				return
+			}
+			if !r.dry {
+				if _, err := r.ws.SetOthers(n.rel, true, false, true); err != nil {
+					r.fail(OpMode, r.wsPath(n.rel), err)
+					return
+				}
+			}
+			r.note(OpMode, r.wsPath(n.rel), "")
+		}
+	})
+	return n.ok
 }
 
 // note counts a change and records it in dry runs.
@@ -659,39 +1015,15 @@ func (r *run) remove(rel string, op Op) bool {
 	return true
 }
 
-// ensureDir makes d a real directory with others r-x and reports whether
-// it had to create it. A symlink or file in its place is removed first: it
-// can only have been planted there. A symlink above d, outside the link
-// trees, makes it fail. The mode of a directory met in a walked mirror is
-// taken from the walk.
-func (r *run) ensureDir(d string) bool {
-	var (
-		st  safefs.Stat
-		err error
-	)
-	if mode, walked := r.dirs[d]; walked {
-		st.Mode = mode
-	} else {
-		st, err = r.ws.Lstat(d)
-	}
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return r.mkdir(d)
-	case err != nil:
-		r.fail(OpMkdir, r.wsPath(d), err)
-		return false
-	case !st.IsDir():
-		return r.remove(d, OpRemove) && r.mkdir(d)
-	case st.Mode&0o7 != 0o5:
-		if !r.dry {
-			if _, err := r.ws.SetOthers(d, true, false, true); err != nil {
-				r.fail(OpMode, r.wsPath(d), err)
-				return false
-			}
+// rmdir removes the link directory rel, emptied by its job.
+func (r *run) rmdir(rel string) {
+	if !r.dry {
+		if err := r.ws.Remove(rel); err != nil {
+			r.fail(OpRmdir, r.wsPath(rel), err)
+			return
 		}
-		r.note(OpMode, r.wsPath(d), "")
 	}
-	return false
+	r.note(OpRmdir, r.wsPath(rel), "")
 }
 
 // mkdir creates the link directory d (0755, owned by the admin user).
@@ -709,24 +1041,15 @@ func (r *run) mkdir(d string) bool {
 	return true
 }
 
-// others returns the others bits a user source file should have: r-- when
-// the user may read it and --- otherwise (write is never granted).
-func (r *run) others(s source) os.FileMode {
-	if r.acc.readable(s.user, s.resID) {
-		return 0o4
-	}
-	return 0
-}
-
-// sourceMode sets the others bits of the user source file s, whose walked
-// mode differs from what they should be.
-func (r *run) sourceMode(s source) {
-	abs := filepath.Join(r.h.cfg.WPSOutputsDir, s.rel)
+// sourceMode sets the others bits of the user source file rel to r-- when
+// read, else ---.
+func (r *run) sourceMode(rel string, read bool) {
+	abs := filepath.Join(r.h.cfg.WPSOutputsDir, rel)
 	if !r.dry {
 		if r.h.watch != nil {
 			r.h.watch.Ignore(abs, handlers.FileModified)
 		}
-		if _, err := r.wps.SetOthers(s.rel, r.others(s) != 0, false, false); err != nil {
+		if _, err := r.wps.SetOthers(rel, read, false, false); err != nil {
 			r.fail(OpMode, abs, err)
 			return
 		}
@@ -734,26 +1057,31 @@ func (r *run) sourceMode(s source) {
 	r.note(OpMode, abs, "")
 }
 
-// link makes the desired link p, missing or pointing at another inode,
-// point at its source's inode.
-func (r *run) link(p string) {
-	l := r.want[p]
-	_, exists := r.have[p]
+// link makes p a hardlink to the source src: a missing link is created, an
+// entry pointing at another inode replaced, a directory in its place
+// removed first.
+func (r *run) link(p, src string, exists, dir bool) {
 	op := OpLink
-	if exists {
+	switch {
+	case dir:
+		if !r.remove(p, OpRemove) {
+			return
+		}
+		exists = false
+	case exists:
 		op = OpReplace
 	}
 	if !r.dry {
 		var err error
 		if exists {
-			err = r.ws.LinkReplace(r.wps, l.src, p)
-		} else if err = r.ws.Link(r.wps, l.src, p); errors.Is(err, fs.ErrExist) {
-			err = r.ws.LinkReplace(r.wps, l.src, p) // appeared meanwhile
+			err = r.ws.LinkReplace(r.wps, src, p)
+		} else if err = r.ws.Link(r.wps, src, p); errors.Is(err, fs.ErrExist) {
+			err = r.ws.LinkReplace(r.wps, src, p) // appeared meanwhile
 		}
 		if err != nil {
 			r.fail(op, r.wsPath(p), err)
 			return
 		}
 	}
-	r.note(op, r.wsPath(p), l.src)
+	r.note(op, r.wsPath(p), src)
 }

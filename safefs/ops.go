@@ -348,9 +348,8 @@ func removeContents(fd int, buf []byte) error {
 	var names []string
 	for {
 		names = names[:0]
-		more, err := readDirents(fd, buf, func(name []byte, _ os.FileMode, _ uint64) error {
+		more, err := readDirents(fd, buf, func(name []byte, _ os.FileMode, _ uint64) {
 			names = append(names, string(name))
-			return nil
 		})
 		if err != nil {
 			return err

@@ -1,0 +1,157 @@
+package filesystem_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cowbird-go/cowbird/filesystem"
+)
+
+// TestIncrementalEqualsFromScratch builds random trees, reconciles them,
+// then changes sources and damages the link trees at random; the
+// incremental reconcile must leave exactly what a reconcile from scratch
+// (link trees wiped) makes, its dry run must predict its counts, and a
+// second run must find nothing to do. Run with one worker and with several.
+func TestIncrementalEqualsFromScratch(t *testing.T) {
+	for seed := range uint64(12) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 7))
+			e := newEnv(t, []string{"alice", "bob", "carol", "dave"}, "alice", "bob", "carol")
+			workers := []int{1, 3, 16}[seed%3]
+			e.h = e.newHandlerWorkers(e.cfg, workers)
+			must(t, e.mg.SetUserPermission("alice", e.routeID, allow))
+			must(t, e.mg.SetUserPermission("bob", e.route("weaver"), allow))
+			must(t, e.mg.SetUserPermission("carol", e.route("raven/users/"+fmt.Sprint(e.ids["carol"])+"/job1"), allow))
+
+			var sources []string
+			for range 60 + rng.IntN(60) {
+				sources = append(sources, e.file(randomSource(rng, e), randomMode(rng)))
+			}
+			e.reconcile(filesystem.Scope{})
+
+			// Sources come and go.
+			for range 10 {
+				sources = append(sources, e.file(randomSource(rng, e), randomMode(rng)))
+			}
+			for range 10 {
+				i := rng.IntN(len(sources))
+				must(t, os.RemoveAll(sources[i]))
+				if rng.IntN(3) == 0 && filepath.Dir(sources[i]) != e.wps { // sometimes the whole job
+					must(t, os.RemoveAll(filepath.Dir(sources[i])))
+				}
+			}
+			// The link trees and modes drift.
+			links := linkTree(t, e)
+			for range 12 {
+				damage(t, rng, e, links[rng.IntN(len(links))])
+			}
+			for _, s := range sources[:5] {
+				if exists(s) {
+					must(t, os.Chmod(s, randomMode(rng)))
+				}
+			}
+
+			before := snapshot(t, e.root)
+			dry, err := e.h.Reconcile(ctx(t), filesystem.Scope{}, filesystem.ReconcileOptions{DryRun: true})
+			must(t, err)
+			if d := diffSnapshots(before, snapshot(t, e.root)); len(d) > 0 {
+				t.Fatalf("dry run changed:\n%s", strings.Join(d, "\n"))
+			}
+			inc := e.reconcile(filesystem.Scope{})
+			if !equalStats(dry, inc) || len(dry.Changes) != changes(inc) {
+				t.Errorf("dry run %+v (%d changes), real run %+v", dry, len(dry.Changes), inc)
+			}
+			got := snapshot(t, e.root)
+			if again := e.reconcile(filesystem.Scope{}); !equalStats(again, filesystem.Stats{Sources: again.Sources, Skipped: again.Skipped}) {
+				t.Errorf("second run changed things: %+v", again)
+			}
+			must(t, os.RemoveAll(e.pub("")))
+			for _, u := range []string{"alice", "bob", "carol"} {
+				must(t, os.RemoveAll(filepath.Join(e.ws, u, "wps_outputs")))
+			}
+			e.reconcile(filesystem.Scope{})
+			if d := diffSnapshots(snapshot(t, e.root), got); len(d) > 0 {
+				t.Errorf("incremental result differs from a reconcile from scratch:\n%s", strings.Join(d, "\n"))
+			}
+		})
+	}
+}
+
+// changes is the number of changes a run counted.
+func changes(s filesystem.Stats) int {
+	return s.LinksCreated + s.LinksReplaced + s.LinksRemoved + s.ModesFixed + s.DirsCreated + s.DirsRemoved + s.Symlinks
+}
+
+func randomMode(rng *rand.Rand) os.FileMode {
+	return []os.FileMode{0o600, 0o640, 0o644, 0o664, 0o666}[rng.IntN(5)]
+}
+
+// randomSource is a random WPS output path: public, a user's (alice, bob,
+// carol, dave without workspace, or an unknown id), or public under users/.
+func randomSource(rng *rand.Rand, e *env) string {
+	bird := []string{"weaver", "raven", "bird-x"}[rng.IntN(3)]
+	sub := fmt.Sprintf("job%d/%sf%d.nc", rng.IntN(4), []string{"", "d/", "d/e/"}[rng.IntN(3)], rng.IntN(6))
+	switch rng.IntN(8) {
+	case 0, 1, 2:
+		return filepath.Join(bird, "public", sub)
+	case 3:
+		return fmt.Sprintf("top%d.txt", rng.IntN(3))
+	case 4:
+		return filepath.Join(bird, "users", "nobody", sub)
+	case 5:
+		return filepath.Join(bird, "users", "999", sub)
+	}
+	return e.userFile(bird, []string{"alice", "bob", "carol", "dave"}[rng.IntN(4)], sub)
+}
+
+// linkTree lists every entry under the link trees.
+func linkTree(t *testing.T, e *env) []string {
+	var out []string
+	for _, root := range []string{e.pub(""), filepath.Join(e.ws, "alice", "wps_outputs"), filepath.Join(e.ws, "bob", "wps_outputs"), filepath.Join(e.ws, "carol", "wps_outputs")} {
+		if !exists(root) {
+			continue
+		}
+		must(t, filepath.Walk(root, func(p string, _ os.FileInfo, err error) error {
+			if err == nil && p != root {
+				out = append(out, p)
+			}
+			return err
+		}))
+	}
+	return out
+}
+
+// damage changes the link-tree entry p: removed, replaced by a copy or a
+// planted symlink, a stale file or directory beside it, a wrong mode.
+func damage(t *testing.T, rng *rand.Rand, e *env, p string) {
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return // under an entry damaged before
+	}
+	switch rng.IntN(5) {
+	case 0:
+		must(t, os.RemoveAll(p))
+	case 1:
+		must(t, os.RemoveAll(p))
+		must(t, os.WriteFile(p, []byte("copy"), 0o644))
+	case 2:
+		must(t, os.RemoveAll(p))
+		must(t, os.Symlink(e.root, p))
+	case 3:
+		dir := filepath.Dir(p)
+		if fi.IsDir() {
+			dir = p
+		}
+		must(t, os.MkdirAll(filepath.Join(dir, "stale", "deeper"), 0o755))
+		must(t, os.WriteFile(filepath.Join(dir, "stale", "deeper", "x"), nil, 0o644))
+		must(t, os.WriteFile(filepath.Join(dir, "stale.txt"), nil, 0o644))
+	case 4:
+		if fi.IsDir() {
+			must(t, os.Chmod(p, 0o750))
+		}
+	}
+}
