@@ -80,6 +80,20 @@ func (c *coalescer) dropUnder(handler, dir string) {
 	}
 }
 
+// drop forgets every waiting event of handler at or below root and returns
+// how many (handler, path) entries it dropped.
+func (c *coalescer) drop(handler, root string) int {
+	n := 0
+	for k, e := range c.byKey {
+		if k.handler == handler && (k.path == root || under(k.path, root)) {
+			e.evs = nil // skipped by due and next
+			delete(c.byKey, k)
+			n++
+		}
+	}
+	return n
+}
+
 // due removes and returns, in order, the events whose window has ended.
 func (c *coalescer) due(now time.Time) []handlers.FileEvent {
 	var out []handlers.FileEvent

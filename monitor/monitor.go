@@ -61,8 +61,13 @@ type Options struct {
 	Sink func(ctx context.Context, ev handlers.FileEvent) error
 	// Resync asks the owning handler to reconcile a registration's tree. It
 	// is called for every registration when Run starts (to catch up on what
-	// changed while stopped) and after an inotify overflow. Optional.
-	Resync func(ctx context.Context, r Registration) error
+	// changed while stopped) and after an inotify overflow. covered reports
+	// that the reconcile brought the handler up to date with the whole tree,
+	// so that the registration's events still waiting in the coalescing
+	// window are redundant: after an overflow they are dropped. A handler
+	// that acts on each event itself (a hook run per file) returns false.
+	// Optional.
+	Resync func(ctx context.Context, r Registration) (covered bool, err error)
 	// Store persists registrations; nil keeps them in memory only.
 	Store Store
 	// Log receives the monitor's logs; nil discards them.
@@ -88,6 +93,12 @@ type Stats struct {
 	// WatchLimitErrors counts watches refused because the inotify watch
 	// limit (fs.inotify.max_user_watches) was reached.
 	WatchLimitErrors uint64
+	// Pending is the number of (handler, path) events waiting in the
+	// coalescing window.
+	Pending int
+	// Dropped counts waiting events dropped because a resync after an
+	// overflow covered them.
+	Dropped uint64
 }
 
 // Monitor watches the registered trees. Its methods are safe for concurrent
@@ -105,9 +116,10 @@ type Monitor struct {
 	swept    int                     // len(ignores) after the last sweep
 	maxWatch int                     // fs.inotify.max_user_watches, 0 if unknown
 
-	overflows, events, handlerErrors, limitErrors atomic.Uint64
-	started                                       chan struct{}
-	startOnce                                     sync.Once
+	overflows, events, handlerErrors, limitErrors, dropped atomic.Uint64
+	pending                                                atomic.Int64 // set by Run after each step
+	started                                                chan struct{}
+	startOnce                                              sync.Once
 }
 
 type regKey struct{ path, handler string }
@@ -251,6 +263,8 @@ func (m *Monitor) Stats() Stats {
 		Events:           m.events.Load(),
 		HandlerErrors:    m.handlerErrors.Load(),
 		WatchLimitErrors: m.limitErrors.Load(),
+		Pending:          int(m.pending.Load()),
+		Dropped:          m.dropped.Load(),
 	}
 }
 

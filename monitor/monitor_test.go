@@ -3,6 +3,7 @@ package monitor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -95,12 +96,12 @@ func start(t *testing.T, opts Options, fail func(handlers.FileEvent) error, regs
 		return nil
 	}
 	resync := opts.Resync
-	opts.Resync = func(ctx context.Context, r Registration) error {
+	opts.Resync = func(ctx context.Context, r Registration) (bool, error) {
 		h.resyncs <- r
 		if resync != nil {
 			return resync(ctx, r)
 		}
-		return nil
+		return false, nil
 	}
 	h.m = New(opts)
 	for _, r := range regs {
@@ -473,6 +474,46 @@ func TestOverflowResyncs(t *testing.T) {
 		fe(modified, filepath.Join(a, "lost", "f"), false, "fs"))
 }
 
+// TestOverflowDropsCoveredEvents checks that the events read before an
+// overflow and still waiting are dropped for a registration whose resync
+// covers them, and kept for one whose resync does not (a hook per file).
+func TestOverflowDropsCoveredEvents(t *testing.T) {
+	a, b := t.TempDir(), t.TempDir()
+	covers := func(_ context.Context, r Registration) (bool, error) { return r.Handler == "fs", nil }
+	h := start(t, Options{Debounce: time.Hour, Resync: covers}, nil, rec(a, "fs"), rec(b, "hooks"))
+	for i := range 3 {
+		write(t, filepath.Join(a, fmt.Sprint(i)), "x")
+		write(t, filepath.Join(b, fmt.Sprint(i)), "x")
+	}
+	waitFor(t, "6 pending events", func() bool { return h.m.Stats().Pending == 6 })
+
+	select {
+	case h.m.inject <- fsnotify.ErrEventOverflow:
+	case <-time.After(hangGuard):
+		t.Fatal("event loop did not take the overflow")
+	}
+	h.waitResyncs(2)
+	waitFor(t, "fs's events dropped, hooks' kept", func() bool {
+		st := h.m.Stats()
+		return st.Dropped == 3 && st.Pending == 3
+	})
+	if st := h.m.Stats(); st.Events != 0 {
+		t.Errorf("stats %+v, want no event delivered", st)
+	}
+}
+
+// waitFor polls cond until it holds, failing after hangGuard.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(hangGuard)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func TestRestartResyncsStoredRegistrations(t *testing.T) {
 	root, gone := t.TempDir(), t.TempDir()
 	p := func(name string) string { return filepath.Join(root, name) }
@@ -487,17 +528,17 @@ func TestRestartResyncsStoredRegistrations(t *testing.T) {
 	}
 
 	seen := make(chan []string, 1)
-	reconcile := func(_ context.Context, r Registration) error {
+	reconcile := func(_ context.Context, r Registration) (bool, error) {
 		entries, err := os.ReadDir(r.Path)
 		if err != nil {
-			return err
+			return false, err
 		}
 		var names []string
 		for _, e := range entries {
 			names = append(names, e.Name())
 		}
 		seen <- names
-		return nil
+		return true, nil
 	}
 	h2 := start(t, Options{Store: store, Resync: reconcile}, nil)
 	if got := h2.waitResyncs(1); !slices.Equal(got, []Registration{rec(root, "fs")}) {

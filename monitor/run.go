@@ -80,9 +80,9 @@ func (m *Monitor) Run(ctx context.Context) error {
 			if !ok {
 				return errors.New("run monitor: watcher closed")
 			}
-			m.handleError(ctx, err)
+			m.handleError(ctx, err, q)
 		case err := <-m.inject:
-			m.handleError(ctx, err)
+			m.handleError(ctx, err, q)
 		case <-wake:
 		}
 		for _, ev := range q.due(time.Now()) {
@@ -91,6 +91,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 			}
 			m.deliver(ctx, ev)
 		}
+		m.pending.Store(int64(len(q.byKey)))
 	}
 }
 
@@ -306,8 +307,10 @@ func (m *Monitor) emit(q *coalescer, ev handlers.FileEvent, now time.Time) {
 }
 
 // handleError resyncs every registration after an overflow (events were
-// lost, directories may be unwatched) and logs anything else.
-func (m *Monitor) handleError(ctx context.Context, err error) {
+// lost, directories may be unwatched) and logs anything else. The events
+// read before the overflow and still waiting in q are dropped for each
+// registration whose resync covered them.
+func (m *Monitor) handleError(ctx context.Context, err error, q *coalescer) {
 	if !errors.Is(err, fsnotify.ErrEventOverflow) {
 		m.log.WithError(err).Warn("watcher error")
 		return
@@ -315,18 +318,25 @@ func (m *Monitor) handleError(ctx context.Context, err error) {
 	m.overflows.Add(1)
 	m.log.Warn("inotify event queue overflow: resyncing every registration")
 	for _, r := range m.rewatch() {
-		m.resync(ctx, r)
+		if m.resync(ctx, r) {
+			m.dropped.Add(uint64(q.drop(r.Handler, r.Path)))
+		}
 	}
 }
 
-func (m *Monitor) resync(ctx context.Context, r Registration) {
+// resync runs the registration's resync and reports whether it covered the
+// registration's waiting events.
+func (m *Monitor) resync(ctx context.Context, r Registration) bool {
 	if m.opts.Resync == nil {
-		return
+		return false
 	}
-	if err := m.opts.Resync(ctx, r); err != nil {
+	covered, err := m.opts.Resync(ctx, r)
+	if err != nil {
 		m.handlerErrors.Add(1)
 		m.log.WithError(err).WithFields(logrus.Fields{"path": r.Path, "handler": r.Handler}).Error("resync")
+		return false
 	}
+	return covered
 }
 
 func (m *Monitor) deliver(ctx context.Context, ev handlers.FileEvent) {

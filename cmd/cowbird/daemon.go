@@ -299,15 +299,16 @@ func (d *daemon) fileEvent(ctx context.Context, ev handlers.FileEvent) error {
 
 // resyncWatch is called by the monitor for a watched root that needs a
 // reconcile (start-up catch-up, inotify overflow).
-func (d *daemon) resyncWatch(ctx context.Context, r monitor.Registration) error {
+func (d *daemon) resyncWatch(ctx context.Context, r monitor.Registration) (bool, error) {
 	if r.Handler == filesystem.Name && d.fs != nil {
+		// The reconcile of the tree does all that its file events would.
 		_, err := d.reconcile(ctx, filesystem.Scope{Path: r.Path}, false)
-		return err
+		return err == nil, err
 	}
 	if errors.Is(d.disp.Resync(ctx, r.Handler), handlers.ErrNoHandler) {
 		d.log.WithFields(logrus.Fields{"handler": r.Handler, "path": r.Path}).Warn("watch of an inactive handler: no reconcile")
 	}
-	return nil
+	return false, nil
 }
 
 func (d *daemon) readiness() error {

@@ -75,6 +75,12 @@ func stateCollectors(mon *monitor.Monitor, db *store.DB, jobs *geoserver.Jobs) [
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "cowbird_monitor_handler_errors_total", Help: "File events whose handler failed.",
 		}, func() float64 { return float64(mon.Stats().HandlerErrors) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "cowbird_monitor_pending_events", Help: "File events waiting in the coalescing window.",
+		}, func() float64 { return float64(mon.Stats().Pending) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "cowbird_monitor_dropped_events_total", Help: "Waiting file events dropped because the reconcile after an inotify overflow covered them.",
+		}, func() float64 { return float64(mon.Stats().Dropped) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "cowbird_inotify_watch_limit_errors_total", Help: "Watches refused because fs.inotify.max_user_watches is exhausted.",
 		}, func() float64 { return float64(mon.Stats().WatchLimitErrors) }),
