@@ -685,18 +685,16 @@ type pendingLink struct {
 }
 
 // process compares one source directory with its mirror and fixes the
-// difference; its subdirectories become jobs of their own.
+// difference; its subdirectories become jobs of their own, opened one at a
+// time from this directory's descriptors (so open descriptors stay bounded
+// by the pool size times the depth).
 func (r *run) process(j job) {
-	var subs []job
 	defer func() {
 		if j.src != nil {
 			j.src.Close()
 		}
 		if j.mdir != nil {
 			j.mdir.Close()
-		}
-		for _, s := range subs {
-			r.spawn(s)
 		}
 		if j.m != nil && j.m.walked {
 			r.done(j.m)
@@ -730,6 +728,7 @@ func (r *run) process(j job) {
 	}
 	var (
 		links            []pendingLink
+		subs             []subdir
 		wanted           bool
 		sources, skipped int
 	)
@@ -747,17 +746,7 @@ func (r *run) process(j job) {
 		case s == nil:
 			r.stale(j.m, j.mdir, *me)
 		case s.IsDir():
-			sub, claimed, err := r.subdir(j, *s, me)
-			if err != nil {
-				r.abort(err)
-				return
-			}
-			if me != nil && !claimed {
-				r.stale(j.m, j.mdir, *me)
-			}
-			if sub != nil {
-				subs = append(subs, *sub)
-			}
+			subs = append(subs, subdir{name: s.Name, me: me})
 		case s.Type != 0: // symlinks and specials are not linked
 			if me != nil {
 				r.stale(j.m, j.mdir, *me)
@@ -778,7 +767,7 @@ func (r *run) process(j job) {
 					r.stale(j.m, j.mdir, *me)
 				}
 			case me == nil || me.Type != 0 || me.Ino != ino:
-				links = append(links, pendingLink{name: s.Name, src: j.src.Rel() + "/" + s.Name,
+				links = append(links, pendingLink{name: s.Name, src: j.src.Join(s.Name),
 					exists: me != nil, dir: me != nil && me.IsDir()})
 				wanted = true
 			default:
@@ -794,7 +783,13 @@ func (r *run) process(j job) {
 		r.keep(j.m)
 	}
 	for _, l := range links {
-		r.link(j.m.rel+"/"+l.name, strings.TrimPrefix(l.src, "/"), l.exists, l.dir)
+		r.link(j.m.rel+"/"+l.name, l.src, l.exists, l.dir)
+	}
+	for _, sd := range subs {
+		if r.ctx.Err() != nil {
+			return
+		}
+		r.subdir(j, sd)
 	}
 }
 
@@ -822,13 +817,12 @@ func (r *run) want(j job, acc route, s safefs.DirEntry) (uint64, bool, error) {
 	if j.owner == "" {
 		return s.Ino, true, nil
 	}
-	rel := j.src.Rel() + "/" + s.Name
 	st, err := j.src.Lstat(s.Name)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return 0, false, nil // removed since it was listed
 	case err != nil:
-		r.fail(OpMode, filepath.Join(r.h.cfg.WPSOutputsDir, rel), err)
+		r.fail(OpMode, filepath.Join(r.h.cfg.WPSOutputsDir, j.src.Join(s.Name)), err)
 		return 0, false, nil
 	case !st.Mode.IsRegular():
 		return 0, false, nil // replaced since it was listed
@@ -842,54 +836,72 @@ func (r *run) want(j job, acc route, s safefs.DirEntry) (uint64, bool, error) {
 		others = 0o4
 	}
 	if st.Mode&0o7 != others {
-		r.sourceMode(rel, read)
+		r.sourceMode(j.src.Join(s.Name), read)
 	}
 	return st.Ino, read, nil
 }
 
-// subdir returns the job of the source subdirectory s of j (nil when there
-// is nothing to do) and whether it claims the mirror entry me.
-func (r *run) subdir(j job, s safefs.DirEntry, me *safefs.DirEntry) (*job, bool, error) {
-	src, err := j.src.OpenDir(s.Name)
-	switch {
-	case errors.Is(err, fs.ErrNotExist), errors.Is(err, safefs.ErrSymlink), errors.Is(err, unix.ENOTDIR):
-		return nil, false, nil // gone or swapped since it was listed: nothing to mirror
-	case err != nil:
-		r.fail(OpLink, filepath.Join(r.h.cfg.WPSOutputsDir, j.src.Rel(), s.Name), err)
-		r.hold(j.m)
-		return nil, true, nil
-	}
-	if j.m == nil {
-		return &job{src: src}, false, nil
-	}
-	if j.owner == "" {
-		if bird, ok := usersDir(j.src.Rel()); ok && digits(s.Name) {
-			id, _ := strconv.Atoi(s.Name)
-			user, ok := r.userOf(id)
-			if !ok {
-				return &job{src: src}, false, nil
-			}
-			uj, err := r.userJob(src, bird, user)
-			if err != nil {
-				return nil, false, err
-			}
-			return &uj, false, nil
+// subdir is a source subdirectory of a job and the mirror entry of the
+// same name, if any.
+type subdir struct {
+	name string
+	me   *safefs.DirEntry
+}
+
+// subdir opens the source subdirectory sd of j and its mirror and runs
+// their job; a source gone since it was listed makes its mirror stale. The
+// user directories below <bird>/users are mirrored in their owner's link
+// root, so their public mirror, if any, is stale.
+func (r *run) subdir(j job, sd subdir) {
+	stale := func() {
+		if sd.me != nil {
+			r.stale(j.m, j.mdir, *sd.me)
 		}
 	}
-	n := &node{rel: j.m.rel + "/" + s.Name, parent: j.m, walked: true, state: missing}
+	src, err := j.src.OpenDir(sd.name)
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, safefs.ErrSymlink), errors.Is(err, unix.ENOTDIR):
+		stale() // gone or swapped since it was listed: nothing to mirror
+		return
+	case err != nil:
+		r.fail(OpLink, filepath.Join(r.h.cfg.WPSOutputsDir, j.src.Join(sd.name)), err)
+		r.hold(j.m)
+		return
+	}
+	if j.m == nil {
+		r.spawn(job{src: src})
+		return
+	}
+	if bird, ok := usersDir(j.src.Rel()); ok && j.owner == "" && digits(sd.name) {
+		stale()
+		id, _ := strconv.Atoi(sd.name)
+		user, ok := r.userOf(id)
+		if !ok {
+			r.spawn(job{src: src}) // only counted
+			return
+		}
+		uj, err := r.userJob(src, bird, user)
+		if err != nil {
+			r.abort(err)
+			return
+		}
+		r.spawn(uj)
+		return
+	}
+	n := &node{rel: j.m.rel + "/" + sd.name, parent: j.m, walked: true, state: missing}
 	var mdir *safefs.Dir
 	switch {
-	case me == nil:
+	case sd.me == nil:
 		if j.m.state == unknown {
 			n.state = unknown
 		}
-	case me.IsDir():
-		d, err := j.mdir.OpenDir(s.Name)
+	case sd.me.IsDir():
+		d, err := j.mdir.OpenDir(sd.name)
 		mdir = r.opened(n, d, err)
 	default:
 		n.state = notDir
 	}
-	return &job{src: src, m: n, mdir: mdir, owner: j.owner}, true, nil
+	r.spawn(job{src: src, m: n, mdir: mdir, owner: j.owner})
 }
 
 // usersDir reports whether the source directory rel is <bird>/users.

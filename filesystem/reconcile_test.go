@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/cowbird-go/cowbird/filesystem"
@@ -154,4 +155,31 @@ func damage(t *testing.T, rng *rand.Rand, e *env, p string) {
 			must(t, os.Chmod(p, 0o750))
 		}
 	}
+}
+
+// TestWideTreeWithFewDescriptors reconciles directories with thousands of
+// subdirectories under a low open-file limit: descriptors are opened one
+// subdirectory at a time, so their number is bounded by the pool size times
+// the depth, not by the width of the tree.
+func TestWideTreeWithFewDescriptors(t *testing.T) {
+	e := newEnv(t, []string{"alice"}, "alice")
+	must(t, e.mg.SetUserPermission("alice", e.routeID, allow))
+	const jobs = 1500
+	for i := range jobs {
+		e.file(fmt.Sprintf("weaver/public/job%d/out.nc", i), 0o644)
+		e.file(e.userFile("weaver", "alice", fmt.Sprintf("job%d/out.nc", i)), 0o664)
+	}
+	var lim syscall.Rlimit
+	must(t, syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim))
+	low := lim
+	low.Cur = 256
+	must(t, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low))
+	st, err := e.h.Reconcile(ctx(t), filesystem.Scope{}, filesystem.ReconcileOptions{})
+	must(t, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim))
+	must(t, err)
+	if st.LinksCreated != 2*jobs {
+		t.Errorf("stats %+v, want %d links", st, 2*jobs)
+	}
+	assertLinked(t, filepath.Join(e.wps, "weaver/public/job1499/out.nc"), e.pub("weaver/public/job1499/out.nc"))
+	assertLinked(t, filepath.Join(e.wps, e.userFile("weaver", "alice", "job7/out.nc")), e.userLink("alice", "weaver", "job7/out.nc"))
 }
