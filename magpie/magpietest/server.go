@@ -60,6 +60,7 @@ type Server struct {
 	nextUser, nextGroup   int
 	nextRes               int
 	users                 map[int]*user
+	userNames             map[string]*user // users by name (names never change)
 	groups                map[int]*group
 	res                   map[int]*resource
 	userPerms, groupPerms map[rowKey]map[string]perm
@@ -101,7 +102,7 @@ func New(opts Options) *Server {
 	}
 	s := &Server{
 		opts: opts, log: log,
-		users: map[int]*user{}, groups: map[int]*group{}, res: map[int]*resource{},
+		users: map[int]*user{}, userNames: map[string]*user{}, groups: map[int]*group{}, res: map[int]*resource{},
 		userPerms: map[rowKey]map[string]perm{}, groupPerms: map[rowKey]map[string]perm{},
 		sessions: map[string]*session{}, tokens: map[string]*token{},
 		faults: map[string][]*Fault{}, hits: map[string]int{},

@@ -118,17 +118,11 @@ func (s *Server) newUser(name, email, password string, groups ...string) *user {
 		u.groups[s.groupByName(g).id] = true
 	}
 	s.users[u.id] = u
+	s.userNames[name] = u
 	return u
 }
 
-func (s *Server) userByName(name string) *user {
-	for _, u := range s.users {
-		if u.name == name {
-			return u
-		}
-	}
-	return nil
-}
+func (s *Server) userByName(name string) *user { return s.userNames[name] }
 
 func (s *Server) groupByName(name string) *group {
 	for _, g := range s.groups {
@@ -234,6 +228,7 @@ func (s *Server) deleteUser(name string, fire bool) error {
 	}
 	params := s.userParams(u)
 	delete(s.users, u.id)
+	delete(s.userNames, u.name)
 	for k := range s.userPerms {
 		if k.principal == u.id {
 			delete(s.userPerms, k)
