@@ -130,9 +130,9 @@ func (d *Dir) ReadDir() ([]DirEntry, error) {
 	// The names are gathered in one buffer and become substrings of one
 	// string: two allocations per directory rather than one per entry.
 	var (
-		names []byte
-		ends  []int // end of each entry's name in names
-		ents  []DirEntry
+		names = make([]byte, 0, 512)
+		ends  = make([]int, 0, 32) // end of each entry's name in names
+		ents  = make([]DirEntry, 0, 32)
 	)
 	for {
 		more, err := readDirents(d.fd, *bp, func(name []byte, typ os.FileMode, ino uint64) {

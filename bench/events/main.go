@@ -169,14 +169,16 @@ func run(ctx context.Context, bin string, rate, seconds, burst int, dirsFirst bo
 	if err != nil {
 		return err
 	}
-	overflows, err := metric(ctx, base+"/metrics", "cowbird_inotify_overflows_total")
-	if err != nil {
-		return err
+	var counts [3]float64 // overflows, events delivered, events dropped after an overflow
+	for i, name := range []string{"cowbird_inotify_overflows_total", "cowbird_monitor_events_total", "cowbird_monitor_dropped_events_total"} {
+		if counts[i], err = metric(ctx, base+"/metrics", name); err != nil {
+			return err
+		}
 	}
 	fmt.Printf("burst: %d files in %d new dirs (dirs first: %t, watched after %s), created after %s, all links present after %s\n"+
-		"       %s  inotify overflows %.0f  magpie requests %d\n",
+		"       %s  inotify overflows %.0f  file events delivered %.0f, dropped (covered by the overflow's reconcile) %.0f  magpie requests %d\n",
 		burst, jobs, dirsFirst, watched.Round(time.Millisecond), burstRes.created.Round(time.Millisecond),
-		burstRes.total.Round(time.Millisecond), burstRes, overflows, magpieRequests(mg)-before)
+		burstRes.total.Round(time.Millisecond), burstRes, counts[0], counts[1], counts[2], magpieRequests(mg)-before)
 
 	cpal, err := cpAL(ctx, filepath.Join(wps, fs.bird), filepath.Join(dir, "cpal"))
 	if err != nil {
