@@ -66,6 +66,10 @@ type Options struct {
 	// Workers bounds the parallel file and Magpie work of a reconcile;
 	// 0 means 4 per CPU.
 	Workers int
+	// IndexAge is how much older than a reconcile's start a directory's
+	// ctime must be for the reconcile to index the directory (see index);
+	// 0 means DefaultIndexAge, a negative value disables the index.
+	IndexAge time.Duration
 	// AdminUID and AdminGID own the directories the handler creates in the
 	// link trees (COWBIRD_FILESYSTEM_ADMIN_UID/GID, default 0/0); a refused
 	// chown is only a warning, as in the original.
@@ -84,7 +88,8 @@ type Handler struct {
 	public   string // public link root, relative to workspace_dir
 	reserved map[string]bool
 
-	mu sync.Mutex // serializes reconciles and workspace changes
+	mu    sync.Mutex // serializes reconciles and workspace changes
+	index index      // leaf directories earlier reconciles found in sync
 
 	// fileSess is the Magpie session file events share for fileSessionTTL,
 	// so that a burst of new files asks Magpie once, not once per file; a

@@ -71,16 +71,11 @@ func newEnv(t testing.TB, users []string, withWorkspace ...string) *env {
 }
 
 func (e *env) newHandler(cfg config.FileSystem, w filesystem.Watcher) *filesystem.Handler {
-	return e.handler(cfg, w, 4)
+	return e.handler(cfg, w, filesystem.Options{Workers: 4})
 }
 
-// newHandlerWorkers is newHandler with that many reconcile workers.
-func (e *env) newHandlerWorkers(cfg config.FileSystem, workers int) *filesystem.Handler {
-	return e.handler(cfg, nil, workers)
-}
-
-func (e *env) handler(cfg config.FileSystem, w filesystem.Watcher, workers int) *filesystem.Handler {
-	h, err := filesystem.New(cfg, e.client, w, quietLog(), filesystem.Options{Workers: workers})
+func (e *env) handler(cfg config.FileSystem, w filesystem.Watcher, opts filesystem.Options) *filesystem.Handler {
+	h, err := filesystem.New(cfg, e.client, w, quietLog(), opts)
 	must(e.t, err)
 	e.t.Cleanup(func() { _ = h.Close() })
 	return h

@@ -87,8 +87,11 @@ type Stats struct {
 	Symlinks      int `json:"symlinks"` // notebooks symlinks created or fixed
 	// Skipped counts sources not mirrored: unknown user id, invalid user
 	// name, or a workspace that is missing or a symlink.
-	Skipped  int           `json:"skipped"`
-	Failed   int           `json:"failed"` // changes that failed (see the error)
+	Skipped int `json:"skipped"`
+	Failed  int `json:"failed"` // changes that failed (see the error)
+	// Indexed counts the directories whose listings were known unchanged
+	// from the index of the previous runs.
+	Indexed  int           `json:"indexed"`
 	Duration time.Duration `json:"duration"`
 	// Changes lists the difference, in dry runs only.
 	Changes []Change `json:"changes,omitempty"`
@@ -116,7 +119,7 @@ func (h *Handler) Reconcile(ctx context.Context, scope Scope, opts ReconcileOpti
 // its subdirectories are done.
 func (h *Handler) reconcile(ctx context.Context, mp Magpie, scope Scope, opts ReconcileOptions) (Stats, error) {
 	start := time.Now()
-	r, err := h.newRun(ctx, mp, opts.DryRun)
+	r, err := h.newRun(ctx, mp, opts.DryRun, scope == Scope{})
 	if err != nil {
 		return Stats{}, fmt.Errorf("reconcile %s: %w", scope, err)
 	}
@@ -128,6 +131,9 @@ func (h *Handler) reconcile(ctx context.Context, mp Magpie, scope Scope, opts Re
 	r.wg.Wait()
 	if err == nil {
 		err = r.fatal()
+	}
+	if err == nil && r.full {
+		h.index.sweep(r.gen)
 	}
 	if err == nil {
 		for _, u := range r.nbUsers {
@@ -158,6 +164,9 @@ type run struct {
 	ws     *safefs.Root
 	acc    *access
 	log    *logrus.Entry
+	full   bool   // the run covers everything
+	gen    uint64 // index generation
+	old    int64  // ctimes before this (ns) are old enough to be indexed
 
 	slots chan struct{}  // free goroutines for directories
 	wg    sync.WaitGroup // the goroutines started
@@ -175,7 +184,7 @@ type run struct {
 	firstErr error
 }
 
-func (h *Handler) newRun(ctx context.Context, mp Magpie, dry bool) (*run, error) {
+func (h *Handler) newRun(ctx context.Context, mp Magpie, dry, full bool) (*run, error) {
 	ws, err := h.wsRoot()
 	if err != nil {
 		return nil, fmt.Errorf("workspace_dir: %w", err)
@@ -190,10 +199,25 @@ func (h *Handler) newRun(ctx context.Context, mp Magpie, dry bool) (*run, error)
 	ctx, cancel := context.WithCancelCause(ctx)
 	return &run{
 		h: h, ctx: ctx, cancel: cancel, mp: mp, dry: dry, wps: wps, ws: ws, log: h.log,
+		full: full, gen: h.index.begin(full), old: h.indexedBefore(),
 		acc:   newAccess(mp, h.log, h.cfg.SecureDataProxyName, h.cfg.WPSOutputsResName),
 		slots: make(chan struct{}, h.opts.Workers),
 		wsOK:  map[string]bool{}, skipped: map[string]bool{}, bases: map[string]*node{}, claimed: map[string]bool{},
 	}, nil
+}
+
+// indexedBefore is the ctime (ns) before which a run may index a
+// directory; 0 when the index is disabled.
+func (h *Handler) indexedBefore() int64 {
+	switch age := h.opts.IndexAge; {
+	case age < 0:
+		return 0
+	case age == 0:
+		age = DefaultIndexAge
+		fallthrough
+	default:
+		return time.Now().Add(-age).UnixNano()
+	}
 }
 
 // abort stops the run with err (the first one wins).
@@ -498,6 +522,7 @@ type node struct {
 	walked bool
 	state  state
 	mode   os.FileMode // when state is isDir
+	id     dirID       // when state is isDir
 
 	once sync.Once
 	ok   bool // after once: the directory is there (or would be, in a dry run)
@@ -573,7 +598,7 @@ func (r *run) opened(n *node, d *safefs.Dir, err error) *safefs.Dir {
 	case err == nil:
 		st, err := d.Stat()
 		if err == nil {
-			n.state, n.mode = isDir, st.Mode
+			n.state, n.mode, n.id = isDir, st.Mode, idOf(st)
 			return d
 		}
 		d.Close()
@@ -703,6 +728,14 @@ func (r *run) process(j job) {
 	if r.ctx.Err() != nil {
 		return
 	}
+	// A leaf directory pair found in sync is indexed, by ids taken before
+	// the listings.
+	var srcID dirID
+	indexable := j.m != nil && j.m.walked && j.only == "" && j.src != nil && j.mdir != nil
+	if indexable {
+		st, err := j.src.Stat()
+		srcID, indexable = idOf(st), err == nil
+	}
 	var srcEnts, mEnts []safefs.DirEntry
 	var err error
 	if j.src != nil {
@@ -729,9 +762,15 @@ func (r *run) process(j job) {
 	var (
 		links            []pendingLink
 		subs             []subdir
-		wanted           bool
+		wanted, changed  bool
 		sources, skipped int
+		names            []string // a user's files and their access, for the index
+		readable         []bool
 	)
+	stale := func(me safefs.DirEntry) {
+		changed = true
+		r.stale(j.m, j.mdir, me)
+	}
 	for i, k := 0, 0; i < len(srcEnts) || k < len(mEnts); {
 		var s, me *safefs.DirEntry
 		switch {
@@ -744,12 +783,13 @@ func (r *run) process(j job) {
 		}
 		switch {
 		case s == nil:
-			r.stale(j.m, j.mdir, *me)
+			stale(*me)
 		case s.IsDir():
 			subs = append(subs, subdir{name: s.Name, me: me})
 		case s.Type != 0: // symlinks and specials are not linked
+			changed = true // not indexed: its type is not in a leaf
 			if me != nil {
-				r.stale(j.m, j.mdir, *me)
+				stale(*me)
 			}
 		case j.m == nil:
 			sources++
@@ -761,10 +801,13 @@ func (r *run) process(j job) {
 				r.abort(err)
 				return
 			}
+			if j.owner != "" {
+				names, readable = append(names, s.Name), append(readable, want)
+			}
 			switch {
 			case !want:
 				if me != nil {
-					r.stale(j.m, j.mdir, *me)
+					stale(*me)
 				}
 			case me == nil || me.Type != 0 || me.Ino != ino:
 				links = append(links, pendingLink{name: s.Name, src: j.src.Join(s.Name),
@@ -784,6 +827,11 @@ func (r *run) process(j job) {
 	}
 	for _, l := range links {
 		r.link(j.m.rel+"/"+l.name, l.src, l.exists, l.dir)
+	}
+	if indexable && len(subs) == 0 && len(links) == 0 && !changed && wanted && j.m.mode&0o7 == 0o5 &&
+		srcID.ctime < r.old && j.m.id.ctime < r.old {
+		r.h.index.put(j.src.Rel(), &leaf{mirror: j.m.rel, src: srcID, dst: j.m.id, files: sources,
+			names: names, readable: readable, gen: r.gen})
 	}
 	for _, sd := range subs {
 		if r.ctx.Err() != nil {
@@ -831,11 +879,7 @@ func (r *run) want(j job, acc route, s safefs.DirEntry) (uint64, bool, error) {
 	if err != nil {
 		return 0, false, err
 	}
-	others := os.FileMode(0)
-	if read {
-		others = 0o4
-	}
-	if st.Mode&0o7 != others {
+	if st.Mode&0o7 != others(read) {
 		r.sourceMode(j.src.Join(s.Name), read)
 	}
 	return st.Ino, read, nil
@@ -851,44 +895,47 @@ type subdir struct {
 // subdir opens the source subdirectory sd of j and its mirror and runs
 // their job; a source gone since it was listed makes its mirror stale. The
 // user directories below <bird>/users are mirrored in their owner's link
-// root, so their public mirror, if any, is stale.
+// root, so their public mirror, if any, is stale. A leaf pair the index
+// knows unchanged is settled here.
 func (r *run) subdir(j job, sd subdir) {
 	stale := func() {
 		if sd.me != nil {
 			r.stale(j.m, j.mdir, *sd.me)
 		}
 	}
-	src, err := j.src.OpenDir(sd.name)
-	switch {
-	case errors.Is(err, fs.ErrNotExist), errors.Is(err, safefs.ErrSymlink), errors.Is(err, unix.ENOTDIR):
-		stale() // gone or swapped since it was listed: nothing to mirror
-		return
-	case err != nil:
-		r.fail(OpLink, filepath.Join(r.h.cfg.WPSOutputsDir, j.src.Join(sd.name)), err)
-		r.hold(j.m)
-		return
-	}
-	if j.m == nil {
-		r.spawn(job{src: src})
-		return
-	}
-	if bird, ok := usersDir(j.src.Rel()); ok && j.owner == "" && digits(sd.name) {
-		stale()
-		id, _ := strconv.Atoi(sd.name)
-		user, ok := r.userOf(id)
-		if !ok {
-			r.spawn(job{src: src}) // only counted
+	var n *node
+	if j.m != nil {
+		if bird, ok := usersDir(j.src.Rel()); ok && j.owner == "" && digits(sd.name) {
+			stale()
+			r.userDir(j, sd.name, bird)
 			return
 		}
-		uj, err := r.userJob(src, bird, user)
-		if err != nil {
-			r.abort(err)
+		n = &node{rel: j.m.rel + "/" + sd.name, parent: j.m, walked: true, state: missing}
+	}
+	var src *safefs.Dir
+	if n != nil && sd.me != nil && sd.me.IsDir() {
+		var done bool
+		if done, src = r.indexed(j, sd.name, n); done {
 			return
 		}
-		r.spawn(uj)
+	}
+	if src == nil {
+		var err error
+		src, err = j.src.OpenDir(sd.name)
+		switch {
+		case errors.Is(err, fs.ErrNotExist), errors.Is(err, safefs.ErrSymlink), errors.Is(err, unix.ENOTDIR):
+			stale() // gone or swapped since it was listed: nothing to mirror
+			return
+		case err != nil:
+			r.fail(OpLink, filepath.Join(r.h.cfg.WPSOutputsDir, j.src.Join(sd.name)), err)
+			r.hold(j.m)
+			return
+		}
+	}
+	if n == nil {
+		r.spawn(job{src: src}) // only counted
 		return
 	}
-	n := &node{rel: j.m.rel + "/" + sd.name, parent: j.m, walked: true, state: missing}
 	var mdir *safefs.Dir
 	switch {
 	case sd.me == nil:
@@ -902,6 +949,98 @@ func (r *run) subdir(j job, sd subdir) {
 		n.state = notDir
 	}
 	r.spawn(job{src: src, m: n, mdir: mdir, owner: j.owner})
+}
+
+// userDir runs the job of the user directory <bird>/users/<id> below the
+// job j (a public one).
+func (r *run) userDir(j job, id, bird string) {
+	src, err := j.src.OpenDir(id)
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, safefs.ErrSymlink), errors.Is(err, unix.ENOTDIR):
+		return
+	case err != nil:
+		r.fail(OpLink, filepath.Join(r.h.cfg.WPSOutputsDir, j.src.Join(id)), err)
+		return
+	}
+	uid, _ := strconv.Atoi(id)
+	user, ok := r.userOf(uid)
+	if !ok {
+		r.spawn(job{src: src}) // only counted
+		return
+	}
+	uj, err := r.userJob(src, bird, user)
+	if err != nil {
+		r.abort(err)
+		return
+	}
+	r.spawn(uj)
+}
+
+// indexed settles the subdirectory name of j, mirrored by n, from the
+// index when neither directory changed since a run found them in sync: a
+// public pair costs two fstatat; a user's pair the open of the source
+// directory and an lstat and access check per file. It reports whether it
+// did; when not, src is the source directory if it opened it.
+func (r *run) indexed(j job, name string, n *node) (done bool, src *safefs.Dir) {
+	l := r.h.index.get(j.src.Join(name), n.rel, r.gen)
+	if l == nil {
+		return false, nil
+	}
+	mst, err := j.mdir.Lstat(name)
+	if err != nil || !mst.IsDir() || idOf(mst) != l.dst {
+		return false, nil
+	}
+	if j.owner == "" {
+		st, err := j.src.Lstat(name)
+		if err != nil || !st.IsDir() || idOf(st) != l.src {
+			return false, nil
+		}
+	} else {
+		if src, err = j.src.OpenDir(name); err != nil {
+			return false, nil
+		}
+		st, err := src.Stat()
+		if err != nil || idOf(st) != l.src {
+			return false, src
+		}
+		acc := r.acc.dir(src.Rel())
+		for i, f := range l.names {
+			st, err := src.Lstat(f)
+			if err != nil || !st.Mode.IsRegular() {
+				return false, src
+			}
+			read, err := r.acc.readable(r.ctx, j.owner, acc.file(f))
+			if err != nil {
+				src.Close()
+				r.abort(err)
+				return true, nil
+			}
+			if read != l.readable[i] {
+				return false, src // access changed: the links too
+			}
+			if st.Mode&0o7 != others(read) {
+				r.sourceMode(src.Join(f), read)
+			}
+		}
+		src.Close()
+	}
+	n.state, n.mode, n.id = isDir, mst.Mode, idOf(mst)
+	r.mu.Lock()
+	r.stats.Sources += l.files
+	r.stats.Indexed++
+	r.mu.Unlock()
+	r.keep(n)
+	j.m.content.Store(true)
+	return true, nil
+}
+
+// others is the others bits of a user file readable or not (write is
+// never granted).
+func others(read bool) os.FileMode {
+	if read {
+		return 0o4
+	}
+	return 0
 }
 
 // usersDir reports whether the source directory rel is <bird>/users.

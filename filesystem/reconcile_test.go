@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cowbird-go/cowbird/filesystem"
 )
@@ -22,8 +23,7 @@ func TestIncrementalEqualsFromScratch(t *testing.T) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 7))
 			e := newEnv(t, []string{"alice", "bob", "carol", "dave"}, "alice", "bob", "carol")
-			workers := []int{1, 3, 16}[seed%3]
-			e.h = e.newHandlerWorkers(e.cfg, workers)
+			e.h = e.handler(e.cfg, nil, filesystem.Options{Workers: []int{1, 3, 16}[seed%3], IndexAge: indexAge})
 			must(t, e.mg.SetUserPermission("alice", e.routeID, allow))
 			must(t, e.mg.SetUserPermission("bob", e.route("weaver"), allow))
 			must(t, e.mg.SetUserPermission("carol", e.route("raven/users/"+fmt.Sprint(e.ids["carol"])+"/job1"), allow))
@@ -33,6 +33,10 @@ func TestIncrementalEqualsFromScratch(t *testing.T) {
 				sources = append(sources, e.file(randomSource(rng, e), randomMode(rng)))
 			}
 			e.reconcile(filesystem.Scope{})
+			age() // then a run indexes the directories it finds in sync
+			if st := e.reconcile(filesystem.Scope{}); changes(st) != 0 {
+				t.Fatalf("second run changed things: %+v", st)
+			}
 
 			// Sources come and go.
 			for range 10 {
@@ -55,6 +59,12 @@ func TestIncrementalEqualsFromScratch(t *testing.T) {
 					must(t, os.Chmod(s, randomMode(rng)))
 				}
 			}
+			// Access changes (without a webhook): indexed directories of
+			// bob's and alice's must notice.
+			if seed%2 == 0 {
+				must(t, e.mg.DeleteUserPermission("bob", e.route("weaver"), "read"))
+				must(t, e.mg.SetUserPermission("alice", e.route("raven"), "read-deny-recursive"))
+			}
 
 			before := snapshot(t, e.root)
 			dry, err := e.h.Reconcile(ctx(t), filesystem.Scope{}, filesystem.ReconcileOptions{DryRun: true})
@@ -63,6 +73,9 @@ func TestIncrementalEqualsFromScratch(t *testing.T) {
 				t.Fatalf("dry run changed:\n%s", strings.Join(d, "\n"))
 			}
 			inc := e.reconcile(filesystem.Scope{})
+			if inc.Indexed == 0 {
+				t.Error("no directory came from the index")
+			}
 			if !equalStats(dry, inc) || len(dry.Changes) != changes(inc) {
 				t.Errorf("dry run %+v (%d changes), real run %+v", dry, len(dry.Changes), inc)
 			}
@@ -70,9 +83,13 @@ func TestIncrementalEqualsFromScratch(t *testing.T) {
 			if again := e.reconcile(filesystem.Scope{}); !equalStats(again, filesystem.Stats{Sources: again.Sources, Skipped: again.Skipped}) {
 				t.Errorf("second run changed things: %+v", again)
 			}
-			must(t, os.RemoveAll(e.pub("")))
-			for _, u := range []string{"alice", "bob", "carol"} {
-				must(t, os.RemoveAll(filepath.Join(e.ws, u, "wps_outputs")))
+			// Link roots stay once made (the public one may be a volume).
+			for _, root := range []string{e.pub(""), filepath.Join(e.ws, "alice", "wps_outputs"),
+				filepath.Join(e.ws, "bob", "wps_outputs"), filepath.Join(e.ws, "carol", "wps_outputs")} {
+				ents, _ := os.ReadDir(root)
+				for _, ent := range ents {
+					must(t, os.RemoveAll(filepath.Join(root, ent.Name())))
+				}
 			}
 			e.reconcile(filesystem.Scope{})
 			if d := diffSnapshots(snapshot(t, e.root), got); len(d) > 0 {
@@ -81,6 +98,14 @@ func TestIncrementalEqualsFromScratch(t *testing.T) {
 		})
 	}
 }
+
+// indexAge is the handler's IndexAge in tests: short, so that age() can
+// make every directory old enough to be indexed.
+const indexAge = 20 * time.Millisecond
+
+// age waits until the ctimes of everything made so far are older than
+// indexAge (the index trusts only directories unchanged for that long).
+func age() { time.Sleep(2 * indexAge) }
 
 // changes is the number of changes a run counted.
 func changes(s filesystem.Stats) int {
@@ -182,4 +207,57 @@ func TestWideTreeWithFewDescriptors(t *testing.T) {
 	}
 	assertLinked(t, filepath.Join(e.wps, "weaver/public/job1499/out.nc"), e.pub("weaver/public/job1499/out.nc"))
 	assertLinked(t, filepath.Join(e.wps, e.userFile("weaver", "alice", "job7/out.nc")), e.userLink("alice", "weaver", "job7/out.nc"))
+}
+
+// TestIndexedDirectoriesStillConverge checks the changes an indexed leaf
+// must still notice: a new source file, a source mode changed (which does
+// not touch the directory), access revoked in Magpie, a removed link; and
+// that a negative IndexAge disables the index.
+func TestIndexedDirectoriesStillConverge(t *testing.T) {
+	e := newEnv(t, []string{"alice"}, "alice")
+	e.h = e.handler(e.cfg, nil, filesystem.Options{Workers: 2, IndexAge: indexAge})
+	must(t, e.mg.SetUserPermission("alice", e.routeID, allow))
+	for i := range 3 {
+		e.file(fmt.Sprintf("weaver/public/job%d/out.nc", i), 0o644)
+		e.file(e.userFile("weaver", "alice", fmt.Sprintf("job%d/out.nc", i)), 0o664)
+	}
+	e.reconcile(filesystem.Scope{})
+	age()
+	e.reconcile(filesystem.Scope{}) // indexes the 6 leaves
+	if st := e.reconcile(filesystem.Scope{}); st.Indexed != 6 || changes(st) != 0 || st.Sources != 6 {
+		t.Fatalf("stats %+v, want 6 directories from the index and no change", st)
+	}
+
+	added := e.file("weaver/public/job0/new.nc", 0o644)
+	chmodded := filepath.Join(e.wps, e.userFile("weaver", "alice", "job1/out.nc"))
+	must(t, os.Chmod(chmodded, 0o660))
+	must(t, os.Remove(e.pub("weaver/public/job2/out.nc")))
+	st := e.reconcile(filesystem.Scope{})
+	// public job1 and alice's three (a file's mode does not change its
+	// directory: it is checked from the index's names).
+	if st.Indexed != 4 || st.LinksCreated != 2 || st.ModesFixed != 1 {
+		t.Errorf("stats %+v, want 4 directories from the index, 2 links made, 1 mode fixed", st)
+	}
+	assertLinked(t, added, e.pub("weaver/public/job0/new.nc"))
+	if mode(t, chmodded) != 0o664 {
+		t.Errorf("mode %o, want 664", mode(t, chmodded))
+	}
+
+	age()
+	e.reconcile(filesystem.Scope{}) // indexes job0 and job2 again
+	must(t, e.mg.DeleteUserPermission("alice", e.routeID, "read"))
+	st = e.reconcile(filesystem.Scope{})
+	if st.LinksRemoved != 3 || st.ModesFixed != 3 {
+		t.Errorf("after revoking: %+v, want alice's 3 links removed and 3 modes fixed", st)
+	}
+	assertAbsent(t, e.userLink("alice", "weaver", "job0"))
+
+	off := e.handler(e.cfg, nil, filesystem.Options{Workers: 2, IndexAge: -1})
+	for range 2 {
+		st, err := off.Reconcile(ctx(t), filesystem.Scope{}, filesystem.ReconcileOptions{})
+		must(t, err)
+		if st.Indexed != 0 {
+			t.Errorf("index disabled, but %d directories came from it", st.Indexed)
+		}
+	}
 }

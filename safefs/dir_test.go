@@ -61,7 +61,7 @@ func lstatOf(t *testing.T, p string) Stat {
 		t.Fatal(err)
 	}
 	sys := fi.Sys().(*syscall.Stat_t)
-	return Stat{Mode: fi.Mode(), Ino: sys.Ino, Dev: sys.Dev, Nlink: uint64(sys.Nlink), Uid: sys.Uid, Gid: sys.Gid}
+	return Stat{Mode: fi.Mode(), Ino: sys.Ino, Dev: sys.Dev, Nlink: uint64(sys.Nlink), Uid: sys.Uid, Gid: sys.Gid, Ctime: sys.Ctim.Nano()}
 }
 
 // TestDirNeverFollowsSymlinks walks a tree holding planted symlinks (to an

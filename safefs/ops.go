@@ -20,6 +20,7 @@ type Stat struct {
 	Nlink uint64
 	Uid   uint32
 	Gid   uint32
+	Ctime int64 // last status change, ns since the epoch
 }
 
 // IsDir reports whether the entry is a directory.
@@ -36,6 +37,7 @@ func statOf(st *unix.Stat_t) Stat {
 		Nlink: uint64(st.Nlink),
 		Uid:   st.Uid,
 		Gid:   st.Gid,
+		Ctime: st.Ctim.Nano(),
 	}
 }
 

@@ -569,7 +569,7 @@ func TestLstat(t *testing.T) {
 	}
 	fi, _ := os.Lstat(dir + "/f")
 	sys := fi.Sys().(*syscall.Stat_t)
-	want := Stat{Mode: 0o604, Ino: sys.Ino, Dev: sys.Dev, Nlink: 1, Uid: sys.Uid, Gid: sys.Gid}
+	want := Stat{Mode: 0o604, Ino: sys.Ino, Dev: sys.Dev, Nlink: 1, Uid: sys.Uid, Gid: sys.Gid, Ctime: sys.Ctim.Nano()}
 	if st != want {
 		t.Errorf("Lstat = %+v, want %+v", st, want)
 	}

@@ -105,8 +105,8 @@ func run() error {
 		fmt.Printf("%-16s %10s  %5.2fx cp -al  magpie requests %d", name+":", d.Round(time.Millisecond),
 			float64(d)/float64(cpal), client.Requests()-before)
 		if st.Sources > 0 {
-			fmt.Printf("  (sources %d, links +%d ~%d -%d, modes %d, dirs +%d)", st.Sources,
-				st.LinksCreated, st.LinksReplaced, st.LinksRemoved, st.ModesFixed, st.DirsCreated)
+			fmt.Printf("  (sources %d, links +%d ~%d -%d, modes %d, dirs +%d, from the index %d)", st.Sources,
+				st.LinksCreated, st.LinksReplaced, st.LinksRemoved, st.ModesFixed, st.DirsCreated, st.Indexed)
 		}
 		fmt.Println()
 		return d, nil
