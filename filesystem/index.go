@@ -31,9 +31,9 @@ type index struct {
 type leaf struct {
 	mirror   string // the link directory, relative to workspace_dir
 	src, dst dirID
-	files    int      // regular files in the source directory
-	names    []string // a user's directory: its regular files,
-	readable []bool   // and whether each was readable (so linked)
+	files    int    // regular files in the source directory
+	names    string // a user's directory: its regular files, "/"-separated,
+	readable []bool // and whether each was readable (so linked)
 	gen      uint64
 }
 

@@ -831,7 +831,7 @@ func (r *run) process(j job) {
 	if indexable && len(subs) == 0 && len(links) == 0 && !changed && wanted && j.m.mode&0o7 == 0o5 &&
 		srcID.ctime < r.old && j.m.id.ctime < r.old {
 		r.h.index.put(j.src.Rel(), &leaf{mirror: j.m.rel, src: srcID, dst: j.m.id, files: sources,
-			names: names, readable: readable, gen: r.gen})
+			names: strings.Join(names, "/"), readable: slices.Clip(readable), gen: r.gen})
 	}
 	for _, sd := range subs {
 		if r.ctx.Err() != nil {
@@ -1004,7 +1004,9 @@ func (r *run) indexed(j job, name string, n *node) (done bool, src *safefs.Dir) 
 			return false, src
 		}
 		acc := r.acc.dir(src.Rel())
-		for i, f := range l.names {
+		i := -1
+		for f := range strings.SplitSeq(l.names, "/") {
+			i++
 			st, err := src.Lstat(f)
 			if err != nil || !st.Mode.IsRegular() {
 				return false, src

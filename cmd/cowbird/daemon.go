@@ -426,6 +426,9 @@ func configureLogger(l *logrus.Logger, s config.Settings) {
 // and COWBIRD_SSL_VERIFY apply.
 func outboundClient(s config.Settings) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
+	// A reconcile asks Magpie from 4 x CPUs goroutines at once; with the
+	// default 2 idle connections per host most requests would dial anew.
+	tr.MaxIdleConnsPerHost = 64
 	if !s.SSLVerify {
 		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // operator's choice (COWBIRD_SSL_VERIFY=false)
 	}
