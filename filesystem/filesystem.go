@@ -66,6 +66,9 @@ type Options struct {
 	// Workers bounds the parallel file and Magpie work of a reconcile;
 	// 0 means 4 per CPU.
 	Workers int
+	// IndexStore, if set, keeps the reconcile's index of unchanged
+	// directories across restarts.
+	IndexStore IndexStore
 	// IndexAge is how much older than a reconcile's start a directory's
 	// ctime must be for the reconcile to index the directory (see index);
 	// 0 means DefaultIndexAge, a negative value disables the index.

@@ -119,6 +119,8 @@ func (h *Handler) Reconcile(ctx context.Context, scope Scope, opts ReconcileOpti
 // its subdirectories are done.
 func (h *Handler) reconcile(ctx context.Context, mp Magpie, scope Scope, opts ReconcileOptions) (Stats, error) {
 	start := time.Now()
+	h.index.load(ctx, h.opts.IndexStore, h.log)
+	defer h.index.save(context.WithoutCancel(ctx), h.opts.IndexStore, h.log)
 	r, err := h.newRun(ctx, mp, opts.DryRun, scope == Scope{})
 	if err != nil {
 		return Stats{}, fmt.Errorf("reconcile %s: %w", scope, err)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cowbird-go/cowbird/filesystem"
+	"github.com/cowbird-go/cowbird/store"
 )
 
 // TestIncrementalEqualsFromScratch builds random trees, reconciles them,
@@ -260,4 +261,39 @@ func TestIndexedDirectoriesStillConverge(t *testing.T) {
 			t.Errorf("index disabled, but %d directories came from it", st.Indexed)
 		}
 	}
+}
+
+// TestIndexSurvivesRestart saves the index in the state database: a new
+// handler on the same database (a restarted daemon) reconciles from it at
+// once, and still sees what changed while it was "down".
+func TestIndexSurvivesRestart(t *testing.T) {
+	e := newEnv(t, []string{"alice"}, "alice")
+	must(t, e.mg.SetUserPermission("alice", e.routeID, allow))
+	for i := range 3 {
+		e.file(fmt.Sprintf("weaver/public/job%d/out.nc", i), 0o644)
+		e.file(e.userFile("weaver", "alice", fmt.Sprintf("job%d/out.nc", i)), 0o664)
+	}
+	dataDir := t.TempDir()
+	db, err := store.Open(dataDir)
+	must(t, err)
+	h := e.handler(e.cfg, nil, filesystem.Options{Workers: 2, IndexAge: indexAge, IndexStore: db})
+	e.h = h
+	e.reconcile(filesystem.Scope{})
+	age()
+	e.reconcile(filesystem.Scope{}) // indexes and saves the 6 leaves
+	must(t, h.Close())
+	must(t, db.Close())
+
+	// While stopped: a new file in an indexed directory.
+	added := e.file("weaver/public/job1/new.nc", 0o644)
+
+	db, err = store.Open(dataDir)
+	must(t, err)
+	t.Cleanup(func() { db.Close() })
+	e.h = e.handler(e.cfg, nil, filesystem.Options{Workers: 2, IndexAge: indexAge, IndexStore: db})
+	st := e.reconcile(filesystem.Scope{})
+	if st.Indexed != 5 || st.LinksCreated != 1 || changes(st) != 1 {
+		t.Errorf("first run after the restart: %+v, want 5 directories from the stored index and the new link", st)
+	}
+	assertLinked(t, added, e.pub("weaver/public/job1/new.nc"))
 }

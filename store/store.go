@@ -1,5 +1,6 @@
 // Package store keeps cowbird's durable state in a bbolt file: the event
-// journal (handlers.Journal) and the monitor registrations.
+// journal (handlers.Journal), the monitor registrations, the actions, the
+// GeoServer jobs and the FileSystem handler's link index.
 package store
 
 import (
@@ -58,7 +59,7 @@ func Open(dir string) (*DB, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	err = bdb.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{eventsBucket, pendingBucket, monitorsBucket, actionsBucket, actionRequestsBucket, actionLogsBucket, jobsBucket} {
+		for _, name := range [][]byte{eventsBucket, pendingBucket, monitorsBucket, actionsBucket, actionRequestsBucket, actionLogsBucket, jobsBucket, linkIndexBucket} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}

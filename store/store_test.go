@@ -83,3 +83,41 @@ func TestCanceledContext(t *testing.T) {
 		})
 	}
 }
+
+func TestLinkIndex(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := db.UpdateLinkIndex(ctx, map[string][]byte{"a/b": []byte("1"), "a/c": []byte("2"), "d": []byte("3")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.UpdateLinkIndex(ctx, map[string][]byte{"a/b": []byte("4")}, []string{"d", "missing"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err = Open(dir) // survives a restart
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	got, err := db.LinkIndex(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || string(got["a/b"]) != "4" || string(got["a/c"]) != "2" {
+		t.Errorf("link index = %q, want a/b=4 a/c=2", got)
+	}
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := db.LinkIndex(canceled); !errors.Is(err, context.Canceled) {
+		t.Errorf("LinkIndex on a canceled context = %v", err)
+	}
+	if err := db.UpdateLinkIndex(canceled, nil, []string{"a/b"}); !errors.Is(err, context.Canceled) {
+		t.Errorf("UpdateLinkIndex on a canceled context = %v", err)
+	}
+}

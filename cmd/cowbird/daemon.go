@@ -211,7 +211,7 @@ func (d *daemon) newHandler(hc config.HandlerConfig) (handlers.Handler, error) {
 			return nil, errors.New("the FileSystem handler needs the Magpie handler's url and credentials")
 		}
 		h, err := filesystem.New(*hc.FileSystem, d.magpie, d.mon, log,
-			filesystem.Options{AdminUID: d.settings.AdminUID, AdminGID: d.settings.AdminGID})
+			filesystem.Options{AdminUID: d.settings.AdminUID, AdminGID: d.settings.AdminGID, IndexStore: d.db})
 		if err != nil {
 			return nil, err
 		}
