@@ -2,7 +2,7 @@ package filesystem
 
 import (
 	"context"
-	"encoding/json"
+	"encoding/binary"
 	"sync"
 	"time"
 
@@ -45,15 +45,105 @@ type IndexStore interface {
 	UpdateLinkIndex(ctx context.Context, put map[string][]byte, del []string) error
 }
 
-// storedLeaf is a leaf as stored: inode and ctime pairs, names, access.
-type storedLeaf struct {
-	Mirror   string   `json:"m"`
-	Src      [2]int64 `json:"s"`
-	Dst      [2]int64 `json:"d"`
-	Files    int      `json:"f"`
-	Names    string   `json:"n,omitempty"`
-	Readable []bool   `json:"r,omitempty"`
+// leafVersion starts an encoded leaf; another value is ignored (as absent).
+const leafVersion = 1
+
+// encode is the leaf as stored: the version, then varints and
+// length-prefixed strings, then the access bits (binary: JSON took most of
+// the load time of a 90 000-leaf index).
+func (l *leaf) encode() []byte {
+	b := []byte{leafVersion}
+	b = binary.AppendUvarint(b, uint64(len(l.mirror)))
+	b = append(b, l.mirror...)
+	b = binary.AppendUvarint(b, l.src.ino)
+	b = binary.AppendVarint(b, l.src.ctime)
+	b = binary.AppendUvarint(b, l.dst.ino)
+	b = binary.AppendVarint(b, l.dst.ctime)
+	b = binary.AppendUvarint(b, uint64(l.files))
+	b = binary.AppendUvarint(b, uint64(len(l.names)))
+	b = append(b, l.names...)
+	b = binary.AppendUvarint(b, uint64(len(l.readable)))
+	bits := make([]byte, (len(l.readable)+7)/8)
+	for i, r := range l.readable {
+		if r {
+			bits[i/8] |= 1 << (i % 8)
+		}
+	}
+	return append(b, bits...)
 }
+
+// decodeLeaf parses what encode made; ok is false for anything else.
+func decodeLeaf(b []byte) (l leaf, ok bool) {
+	d := decoder{b: b}
+	if d.byte() != leafVersion {
+		return leaf{}, false
+	}
+	l.mirror = d.string()
+	l.src = dirID{d.uvarint(), d.varint()}
+	l.dst = dirID{d.uvarint(), d.varint()}
+	l.files = int(d.uvarint())
+	l.names = d.string()
+	n := d.uvarint()
+	bits := d.bytes((n + 7) / 8)
+	if d.bad || len(d.b) != 0 || n != uint64(countNames(l.names)) {
+		return leaf{}, false
+	}
+	if n > 0 {
+		l.readable = make([]bool, n)
+		for i := range l.readable {
+			l.readable[i] = bits[i/8]&(1<<(i%8)) != 0
+		}
+	}
+	return l, true
+}
+
+// decoder reads an encoded leaf; bad is set on the first malformed field.
+type decoder struct {
+	b   []byte
+	bad bool
+}
+
+func (d *decoder) byte() byte {
+	if len(d.b) == 0 {
+		d.bad = true
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *decoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.bad = true
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.bad = true
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) bytes(n uint64) []byte {
+	if d.bad || n > uint64(len(d.b)) {
+		d.bad = true
+		return nil
+	}
+	v := d.b[:n]
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) string() string { return string(d.bytes(d.uvarint())) }
 
 // load reads the stored index once; a failure only costs speed.
 func (x *index) load(ctx context.Context, st IndexStore, log *logrus.Entry) {
@@ -72,12 +162,10 @@ func (x *index) load(ctx context.Context, st IndexStore, log *logrus.Entry) {
 		x.leaves = make(map[string]*leaf, len(data))
 	}
 	for k, v := range data {
-		var s storedLeaf
-		if json.Unmarshal(v, &s) != nil || len(s.Readable) != countNames(s.Names) {
-			continue // unreadable: as if absent
+		if l, ok := decodeLeaf(v); ok { // else unreadable: as if absent
+			l.gen = x.gen
+			x.leaves[k] = &l
 		}
-		x.leaves[k] = &leaf{mirror: s.Mirror, src: dirID{uint64(s.Src[0]), s.Src[1]},
-			dst: dirID{uint64(s.Dst[0]), s.Dst[1]}, files: s.Files, names: s.Names, readable: s.Readable, gen: x.gen}
 	}
 }
 
@@ -111,12 +199,7 @@ func (x *index) save(ctx context.Context, st IndexStore, log *logrus.Entry) {
 			del = append(del, k)
 			continue
 		}
-		v, err := json.Marshal(storedLeaf{Mirror: l.mirror, Src: [2]int64{int64(l.src.ino), l.src.ctime},
-			Dst: [2]int64{int64(l.dst.ino), l.dst.ctime}, Files: l.files, Names: l.names, Readable: l.readable})
-		if err != nil {
-			continue
-		}
-		put[k] = v
+		put[k] = l.encode()
 	}
 	if err := st.UpdateLinkIndex(ctx, put, del); err != nil {
 		log.WithError(err).Warn("link index not saved: it is kept in memory and saved with the next reconcile")

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -35,15 +37,19 @@ func (db *DB) UpdateLinkIndex(ctx context.Context, put map[string][]byte, del []
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("update link index: %w", err)
 	}
+	// bbolt inserts in key order far faster than at random (one 90 000-entry
+	// save: 11 s at random here).
+	keys := slices.Sorted(maps.Keys(put))
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(linkIndexBucket)
-		for _, k := range del {
+		b.FillPercent = 0.9 // mostly sequential inserts: fuller pages, fewer splits
+		for _, k := range slices.Sorted(slices.Values(del)) {
 			if err := b.Delete([]byte(k)); err != nil {
 				return err
 			}
 		}
-		for k, v := range put {
-			if err := b.Put([]byte(k), v); err != nil {
+		for _, k := range keys {
+			if err := b.Put([]byte(k), put[k]); err != nil {
 				return err
 			}
 		}
