@@ -3,6 +3,7 @@ package filesystem
 import (
 	"context"
 	"encoding/binary"
+	"strings"
 	"sync"
 	"time"
 
@@ -169,13 +170,7 @@ func countNames(names string) int {
 	if names == "" {
 		return 0
 	}
-	n := 1
-	for i := range len(names) {
-		if names[i] == '/' {
-			n++
-		}
-	}
-	return n
+	return strings.Count(names, "/") + 1
 }
 
 // save stores the entries changed since the last save; on failure they

@@ -134,10 +134,10 @@ func (h *Handler) reconcile(ctx context.Context, mp Magpie, scope Scope, opts Re
 	if err == nil {
 		err = r.fatal()
 	}
-	if err == nil && r.full {
-		h.index.sweep(r.gen)
-	}
 	if err == nil {
+		if r.full {
+			h.index.sweep(r.gen)
+		}
 		for _, u := range r.nbUsers {
 			r.notebooks(u)
 		}
@@ -254,13 +254,14 @@ func (r *run) scope(scope Scope) error {
 	if scope.Path == "" {
 		r.nbUsers = users
 	}
-	if r.wps == nil {
-		r.spawn(r.job(nil, r.top(r.h.public, true), ""))
-	} else if src, err := r.wps.OpenDir(""); err != nil {
-		return err
-	} else {
-		r.spawn(r.job(src, r.top(r.h.public, true), ""))
+	var src *safefs.Dir // none when wps_outputs_dir does not exist: every public link is stale
+	if r.wps != nil {
+		var err error
+		if src, err = r.wps.OpenDir(""); err != nil {
+			return err
+		}
 	}
+	r.spawn(r.job(src, r.top(r.h.public, true), ""))
 	r.wg.Wait()
 	for _, u := range users {
 		r.staleBirds(u, "")
@@ -299,7 +300,7 @@ func (r *run) user(name string) error {
 			}
 			src, err := r.wps.OpenDir(path.Join(b.Name, "users", strconv.Itoa(u.ID)))
 			switch {
-			case errors.Is(err, fs.ErrNotExist), errors.Is(err, safefs.ErrSymlink), errors.Is(err, unix.ENOTDIR):
+			case notEnterable(err):
 				continue // nothing of this user's there: the link directory is stale
 			case err != nil:
 				return err
@@ -328,7 +329,7 @@ func (r *run) path(rel string) error {
 		st, err = r.wps.Lstat(rel)
 	}
 	switch {
-	case err == nil, errors.Is(err, fs.ErrNotExist), errors.Is(err, safefs.ErrSymlink), errors.Is(err, unix.ENOTDIR):
+	case err == nil, notEnterable(err):
 	default:
 		return err
 	}
@@ -922,14 +923,12 @@ func (r *run) subdir(j job, sd subdir) {
 		}
 	}
 	if src == nil {
-		var err error
-		src, err = j.src.OpenDir(sd.name)
-		switch {
-		case errors.Is(err, fs.ErrNotExist), errors.Is(err, safefs.ErrSymlink), errors.Is(err, unix.ENOTDIR):
+		var gone bool
+		if src, gone = r.openSource(j, sd.name); gone {
 			stale() // gone or swapped since it was listed: nothing to mirror
 			return
-		case err != nil:
-			r.fail(OpLink, filepath.Join(r.h.cfg.WPSOutputsDir, j.src.Join(sd.name)), err)
+		}
+		if src == nil {
 			r.hold(j.m)
 			return
 		}
@@ -956,12 +955,8 @@ func (r *run) subdir(j job, sd subdir) {
 // userDir runs the job of the user directory <bird>/users/<id> below the
 // job j (a public one).
 func (r *run) userDir(j job, id, bird string) {
-	src, err := j.src.OpenDir(id)
-	switch {
-	case errors.Is(err, fs.ErrNotExist), errors.Is(err, safefs.ErrSymlink), errors.Is(err, unix.ENOTDIR):
-		return
-	case err != nil:
-		r.fail(OpLink, filepath.Join(r.h.cfg.WPSOutputsDir, j.src.Join(id)), err)
+	src, _ := r.openSource(j, id)
+	if src == nil {
 		return
 	}
 	uid, _ := strconv.Atoi(id)
@@ -1045,6 +1040,27 @@ func others(read bool) os.FileMode {
 		return 0o4
 	}
 	return 0
+}
+
+// openSource opens the source subdirectory name of j. gone reports that it
+// is missing, or no longer a directory (a symlink is never followed); any
+// other error is recorded as a failed change, and src is nil.
+func (r *run) openSource(j job, name string) (src *safefs.Dir, gone bool) {
+	src, err := j.src.OpenDir(name)
+	switch {
+	case err == nil:
+		return src, false
+	case notEnterable(err):
+		return nil, true
+	}
+	r.fail(OpLink, filepath.Join(r.h.cfg.WPSOutputsDir, j.src.Join(name)), err)
+	return nil, false
+}
+
+// notEnterable reports whether err, from opening a directory, says it is
+// gone or is not one: missing, a symlink (never followed) or a file.
+func notEnterable(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, safefs.ErrSymlink) || errors.Is(err, unix.ENOTDIR)
 }
 
 // usersDir reports whether the source directory rel is <bird>/users.
