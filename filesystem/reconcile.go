@@ -623,11 +623,16 @@ func (r *run) userJob(src *safefs.Dir, bird, user string) (job, error) {
 		src.Close()
 		return job{}, err
 	}
+	r.claim(user, bird)
+	n := &node{rel: r.userLinks(user) + "/" + bird, parent: r.base(user), walked: true}
+	return r.job(src, n, user), nil
+}
+
+// claim keeps the user's link directory of bird from staleBirds.
+func (r *run) claim(user, bird string) {
 	r.userMu.Lock()
 	r.claimed[user+"/"+bird] = true
 	r.userMu.Unlock()
-	n := &node{rel: r.userLinks(user) + "/" + bird, parent: r.base(user), walked: true}
-	return r.job(src, n, user), nil
 }
 
 // staleBirds removes what the user's link root holds (only its entry bird,
@@ -955,13 +960,16 @@ func (r *run) subdir(j job, sd subdir) {
 // userDir runs the job of the user directory <bird>/users/<id> below the
 // job j (a public one).
 func (r *run) userDir(j job, id, bird string) {
-	src, _ := r.openSource(j, id)
-	if src == nil {
-		return
-	}
 	uid, _ := strconv.Atoi(id)
-	user, ok := r.userOf(uid)
-	if !ok {
+	user, usable := r.userOf(uid)
+	src, gone := r.openSource(j, id)
+	switch {
+	case src == nil && !gone && usable:
+		r.claim(user, bird) // unreadable now: its links stay as they are
+		return
+	case src == nil:
+		return
+	case !usable:
 		r.spawn(job{src: src}) // only counted
 		return
 	}
