@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -601,8 +602,8 @@ func TestWebhookSecret(t *testing.T) {
 	})
 }
 
-// magpieSessions is the GET /session route of a Magpie: the users that
-// cookies sign in, and a switch that makes it fail.
+// magpieSessions is a SessionLookup: the users that cookies sign in, and a
+// switch that makes Magpie unreachable.
 type magpieSessions struct {
 	mu    sync.Mutex
 	users map[string][]string // cookie -> user name, then groups
@@ -610,21 +611,18 @@ type magpieSessions struct {
 	down  bool
 }
 
-func (m *magpieSessions) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// User implements SessionLookup.
+func (m *magpieSessions) User(_ context.Context, cookie string) (string, []string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.hits++
-	if r.URL.Path != "/magpie/session" || m.down {
-		http.Error(w, `{"detail": "unavailable"}`, http.StatusInternalServerError)
-		return
+	if m.down {
+		return "", nil, errors.New("magpie GET /session: 500 Internal Server Error: unavailable")
 	}
-	ans := map[string]any{"authenticated": false}
-	if c, err := r.Cookie(MagpieCookie); err == nil && m.users[c.Value] != nil {
-		u := m.users[c.Value]
-		ans = map[string]any{"authenticated": true, "user": map[string]any{"user_name": u[0], "group_names": u[1:]}}
+	if u := m.users[cookie]; u != nil {
+		return u[0], u[1:], nil
 	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(ans)
+	return "", nil, nil
 }
 
 func (m *magpieSessions) hitCount() int {
@@ -633,15 +631,19 @@ func (m *magpieSessions) hitCount() int {
 	return m.hits
 }
 
+func (m *magpieSessions) setDown(down bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.down = down
+}
+
 func TestMagpieAuth(t *testing.T) {
 	mg := &magpieSessions{users: map[string][]string{
 		"alice-cookie": {"alice", "administrators", "users"},
 		"bob-cookie":   {"bob", "users"},
 		"carol-cookie": {"carol", "ops-team"},
 	}}
-	ms := httptest.NewServer(mg)
-	t.Cleanup(ms.Close)
-	sessions := NewMagpieSessions(ms.URL+"/magpie", &http.Client{Timeout: 5 * time.Second}, time.Minute)
+	sessions := NewMagpieSessions(mg, time.Minute)
 	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 	sessions.now = func() time.Time { return now }
 	f := newActionsFixture(t, Auth{AdminTokens: map[string]string{"ops": opsToken}, Magpie: sessions})
@@ -671,9 +673,7 @@ func TestMagpieAuth(t *testing.T) {
 	}
 	// Magpie down: a known session is served from the cache until it
 	// expires, then the request is denied (fail closed).
-	mg.mu.Lock()
-	mg.down = true
-	mg.mu.Unlock()
+	mg.setDown(true)
 	if a := f.do(t, "", http.MethodGet, path, "", cookie("alice-cookie")...); a.code != http.StatusOK {
 		t.Errorf("cached session while Magpie is down: %d %s", a.code, a.raw)
 	}
@@ -682,5 +682,59 @@ func TestMagpieAuth(t *testing.T) {
 		expectError(t, http.StatusServiceUnavailable, "ServiceUnavailable", "authentication through Magpie is unavailable")
 	if mg.hitCount() != hits+1 {
 		t.Errorf("expired session: %d hits, want %d", mg.hitCount(), hits+1)
+	}
+}
+
+func TestMagpieSessionsPrincipal(t *testing.T) {
+	mg := &magpieSessions{users: map[string][]string{"alice-cookie": {"alice", "administrators", "users"}, "dave-cookie": {"dave"}}}
+	sessions := NewMagpieSessions(mg, 0)
+	if sessions.ttl != DefaultMagpieCacheTTL {
+		t.Errorf("ttl = %v, want %v", sessions.ttl, DefaultMagpieCacheTTL)
+	}
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	sessions.now = func() time.Time { return now }
+	ctx := t.Context()
+
+	got, err := sessions.Principal(ctx, "alice-cookie")
+	if want := (actions.Caller{ID: "magpie:user:alice", Groups: []string{"magpie:group:administrators", "magpie:group:users"}}); err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("alice = %+v, %v; want %+v", got, err, want)
+	}
+	if got, err := sessions.Principal(ctx, "dave-cookie"); err != nil || got.ID != "magpie:user:dave" || len(got.Groups) != 0 {
+		t.Errorf("dave = %+v, %v", got, err)
+	}
+	// Nobody signed in: denied, and not cached.
+	for range 2 {
+		if _, err := sessions.Principal(ctx, "forged"); !errors.Is(err, ErrUnauthenticated) {
+			t.Errorf("forged cookie: %v, want ErrUnauthenticated", err)
+		}
+	}
+	if got := mg.hitCount(); got != 4 {
+		t.Errorf("hits = %d, want 4 (anonymous answers are not cached)", got)
+	}
+	// A failure is not ErrUnauthenticated (the API answers 503) and is not
+	// cached: Magpie is asked again once it is back.
+	mg.setDown(true)
+	if _, err := sessions.Principal(ctx, "carol-cookie"); err == nil || errors.Is(err, ErrUnauthenticated) {
+		t.Errorf("magpie down: %v, want an error other than ErrUnauthenticated", err)
+	}
+	mg.setDown(false)
+	mg.mu.Lock()
+	mg.users["carol-cookie"] = []string{"carol"}
+	mg.mu.Unlock()
+	if got, err := sessions.Principal(ctx, "carol-cookie"); err != nil || got.ID != "magpie:user:carol" {
+		t.Errorf("carol after magpie is back = %+v, %v", got, err)
+	}
+	// The cache lasts the TTL, and a session Magpie then drops is denied.
+	hits := mg.hitCount()
+	now = now.Add(DefaultMagpieCacheTTL)
+	if _, err := sessions.Principal(ctx, "alice-cookie"); err != nil || mg.hitCount() != hits {
+		t.Errorf("alice at the TTL: %v, %d hits, want %d", err, mg.hitCount(), hits)
+	}
+	mg.mu.Lock()
+	delete(mg.users, "alice-cookie")
+	mg.mu.Unlock()
+	now = now.Add(time.Second)
+	if _, err := sessions.Principal(ctx, "alice-cookie"); !errors.Is(err, ErrUnauthenticated) || mg.hitCount() != hits+1 {
+		t.Errorf("alice after the TTL, signed out: %v, %d hits, want %d", err, mg.hitCount(), hits+1)
 	}
 }

@@ -5,13 +5,10 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -171,13 +168,23 @@ func (s *Server) requireWebhookSecret(next echo.HandlerFunc) echo.HandlerFunc {
 // detailBadWebhookSecret answers a webhook without the right secret.
 const detailBadWebhookSecret = "Missing or invalid " + WebhookSecretHeader + " header."
 
-// MagpieSessions implements MagpieAuth with Magpie's GET /session, which
-// answers for the user a session cookie signs in. Answers are cached for a
-// short time by the cookie's hash; any failure denies (fails closed) and is
-// not cached.
+// SessionLookup asks Magpie whom a session cookie signs in;
+// *magpie.Sessions implements it.
+type SessionLookup interface {
+	// User returns the name and the group names of the user cookie signs
+	// in, or "" when Magpie answers that it signs no one in. An error means
+	// Magpie could not tell (it is down, or answered something else); it
+	// never holds the cookie.
+	User(ctx context.Context, cookie string) (name string, groups []string, err error)
+}
+
+// MagpieSessions implements MagpieAuth with a SessionLookup: the user a
+// cookie signs in is the principal magpie:user:<name>, and its groups
+// magpie:group:<name>. Callers are cached for a short time by the cookie's
+// hash; a cookie that signs no one in, or a failure to ask Magpie, denies
+// (fails closed) and is not cached.
 type MagpieSessions struct {
-	url    string
-	client *http.Client
+	lookup SessionLookup
 	ttl    time.Duration
 	now    func() time.Time
 
@@ -190,24 +197,13 @@ type cachedCaller struct {
 	expires time.Time
 }
 
-// NewMagpieSessions returns a MagpieAuth for the Magpie at url (e.g.
-// https://host/magpie). client must have a timeout; ttl <= 0 means
-// DefaultMagpieCacheTTL.
-func NewMagpieSessions(url string, client *http.Client, ttl time.Duration) *MagpieSessions {
+// NewMagpieSessions returns a MagpieAuth that asks lookup and caches its
+// answers for ttl; ttl <= 0 means DefaultMagpieCacheTTL.
+func NewMagpieSessions(lookup SessionLookup, ttl time.Duration) *MagpieSessions {
 	if ttl <= 0 {
 		ttl = DefaultMagpieCacheTTL
 	}
-	return &MagpieSessions{url: strings.TrimRight(url, "/"), client: client, ttl: ttl, now: time.Now,
-		cache: map[[sha256.Size]byte]cachedCaller{}}
-}
-
-// sessionAnswer is the part of Magpie's GET /session answer used here.
-type sessionAnswer struct {
-	Authenticated bool `json:"authenticated"`
-	User          struct {
-		UserName   string   `json:"user_name"`
-		GroupNames []string `json:"group_names"`
-	} `json:"user"`
+	return &MagpieSessions{lookup: lookup, ttl: ttl, now: time.Now, cache: map[[sha256.Size]byte]cachedCaller{}}
 }
 
 // Principal implements MagpieAuth.
@@ -224,9 +220,16 @@ func (m *MagpieSessions) Principal(ctx context.Context, cookie string) (actions.
 	if ok {
 		return cached.caller, nil
 	}
-	c, err := m.lookup(ctx, cookie)
+	name, groups, err := m.lookup.User(ctx, cookie)
 	if err != nil {
 		return actions.Caller{}, err
+	}
+	if name == "" {
+		return actions.Caller{}, fmt.Errorf("not signed in: %w", ErrUnauthenticated)
+	}
+	c := actions.Caller{ID: "magpie:user:" + name}
+	for _, g := range groups {
+		c.Groups = append(c.Groups, "magpie:group:"+g)
 	}
 	m.mu.Lock()
 	for k, v := range m.cache { // keep the cache bounded by the live sessions
@@ -236,46 +239,6 @@ func (m *MagpieSessions) Principal(ctx context.Context, cookie string) (actions.
 	}
 	m.cache[key] = cachedCaller{caller: c, expires: now.Add(m.ttl)}
 	m.mu.Unlock()
-	return c, nil
-}
-
-// lookup asks Magpie who cookie signs in. The cookie never appears in an
-// error.
-func (m *MagpieSessions) lookup(ctx context.Context, cookie string) (actions.Caller, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.url+"/session", nil)
-	if err != nil {
-		return actions.Caller{}, fmt.Errorf("magpie session: %w", err)
-	}
-	req.Header.Set("Accept", "application/json")
-	req.AddCookie(&http.Cookie{Name: MagpieCookie, Value: cookie})
-	resp, err := m.client.Do(req)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) { // drop the URL
-			err = ue.Err
-		}
-		return actions.Caller{}, fmt.Errorf("magpie session: %w", err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return actions.Caller{}, fmt.Errorf("magpie session: read answer: %w", err)
-	}
-	var ans sessionAnswer
-	switch {
-	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return actions.Caller{}, fmt.Errorf("magpie session: status %d: %w", resp.StatusCode, ErrUnauthenticated)
-	case resp.StatusCode != http.StatusOK:
-		return actions.Caller{}, fmt.Errorf("magpie session: status %d", resp.StatusCode)
-	case json.Unmarshal(data, &ans) != nil:
-		return actions.Caller{}, errors.New("magpie session: answer is not JSON")
-	case !ans.Authenticated || ans.User.UserName == "":
-		return actions.Caller{}, fmt.Errorf("magpie session: not signed in: %w", ErrUnauthenticated)
-	}
-	c := actions.Caller{ID: "magpie:user:" + ans.User.UserName}
-	for _, g := range ans.User.GroupNames {
-		c.Groups = append(c.Groups, "magpie:group:"+g)
-	}
 	return c, nil
 }
 

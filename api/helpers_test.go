@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/cowbird-go/cowbird/handlers"
 )
@@ -91,9 +92,10 @@ func prio(p int) *int { return &p }
 
 // fixture is a Server over real registry and dispatcher, served by httptest.
 type fixture struct {
-	srv *Server
-	ts  *httptest.Server
-	j   *journal
+	srv  *Server
+	ts   *httptest.Server
+	j    *journal
+	logs *logtest.Hook // what the server logged
 }
 
 // newFixture builds a server with handlers FileSystem (priority 1), Magpie
@@ -113,6 +115,7 @@ func newFixture(t testing.TB, fail map[string]error, opts Options) *fixture {
 	}
 	l := logrus.New()
 	l.SetOutput(io.Discard)
+	logs := logtest.NewLocal(l)
 	log := logrus.NewEntry(l)
 	opts.Registry = reg
 	if opts.URL == "" {
@@ -127,7 +130,7 @@ func newFixture(t testing.TB, fail map[string]error, opts Options) *fixture {
 	s = New(opts)
 	ts := httptest.NewServer(s.Handler())
 	t.Cleanup(ts.Close)
-	return &fixture{srv: s, ts: ts, j: j}
+	return &fixture{srv: s, ts: ts, j: j, logs: logs}
 }
 
 // reply is a decoded answer.

@@ -68,10 +68,12 @@ type Options struct {
 	// DispatchTimeout bounds a webhook's dispatch, which runs detached from
 	// the request so a client disconnect cannot cut it short (default 30s).
 	DispatchTimeout time.Duration
-	// CallbackClient sends the HEAD to a failed user webhook's callback_url;
-	// the caller sets its Timeout (COWBIRD_REQUEST_TIMEOUT) and TLS
-	// verification (COWBIRD_SSL_VERIFY). Default: a client with a 5s timeout.
-	CallbackClient *http.Client
+	// Callback is called with a user webhook's callback_url when its
+	// created event fails, to tell Magpie that the user's creation failed
+	// (magpie.NotifyFailure); it must bound its own time. Its error is
+	// logged and swallowed, without the URL, which holds a token. Nil: no
+	// callback is sent.
+	Callback func(ctx context.Context, url string) error
 	// Ready reports readiness for /readyz; nil means always ready.
 	Ready func() error
 	// Log receives the access log and errors; default: discarded.
@@ -117,9 +119,6 @@ func New(opts Options) *Server {
 	}
 	if opts.DispatchTimeout <= 0 {
 		opts.DispatchTimeout = DefaultDispatchTimeout
-	}
-	if opts.CallbackClient == nil {
-		opts.CallbackClient = &http.Client{Timeout: 5 * time.Second}
 	}
 	s := &Server{
 		opts:    opts,

@@ -9,7 +9,6 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -264,22 +263,16 @@ func (s *Server) dispatch(c echo.Context, ev handlers.Event) error {
 	return err
 }
 
-// callback sends HEAD to Magpie's callback URL, which marks the user as
-// failed; any error is logged and swallowed. The URL holds a token, so it is
-// never logged.
+// callback calls Options.Callback, which tells Magpie that the user's
+// creation failed; an error is logged and swallowed. The URL holds a token,
+// so it is never logged, even should the error quote it.
 func (s *Server) callback(ctx context.Context, target string) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodHead, target, nil)
-	if err == nil {
-		var resp *http.Response
-		if resp, err = s.opts.CallbackClient.Do(req); err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			_ = resp.Body.Close()
-		}
+	if s.opts.Callback == nil {
+		return
 	}
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
+	if err := s.opts.Callback(ctx, target); err != nil {
+		if msg := err.Error(); target != "" && strings.Contains(msg, target) {
+			err = errors.New(strings.ReplaceAll(msg, target, "<callback_url>"))
 		}
 		s.opts.Log.WithError(err).Warn("magpie callback for failed user creation")
 	}

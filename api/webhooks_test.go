@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/cowbird-go/cowbird/handlers"
 )
@@ -165,44 +168,44 @@ func TestPermissionWebhook(t *testing.T) {
 	}
 }
 
-// callbackServer records the requests Magpie's callback URL receives.
-type callbackServer struct {
-	*httptest.Server
-	mu   sync.Mutex
-	reqs []string
+// callbacks records the URLs Options.Callback is called with, and whether
+// their context was already done; it answers err.
+type callbacks struct {
+	mu     sync.Mutex
+	urls   []string
+	ctxErr []error
+	err    error
 }
 
-func newCallbackServer(t *testing.T) *callbackServer {
-	cs := &callbackServer{}
-	cs.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		cs.mu.Lock()
-		cs.reqs = append(cs.reqs, r.Method+" "+r.URL.RequestURI())
-		cs.mu.Unlock()
-	}))
-	t.Cleanup(cs.Close)
-	return cs
+func (cb *callbacks) call(ctx context.Context, url string) error {
+	cb.mu.Lock()
+	defer cb.mu.Unlock()
+	cb.urls = append(cb.urls, url)
+	cb.ctxErr = append(cb.ctxErr, ctx.Err())
+	return cb.err
 }
 
-func (cs *callbackServer) got() []string {
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	return append([]string(nil), cs.reqs...)
+func (cb *callbacks) got() []string {
+	cb.mu.Lock()
+	defer cb.mu.Unlock()
+	return append([]string(nil), cb.urls...)
 }
 
 func TestUserWebhookDispatchFailure(t *testing.T) {
+	const cbURL = "https://magpie.example/magpie/tmp/token123"
 	tests := []struct {
 		name, fail, body string
 		callback         bool
 	}{
-		{"created fails", "user_created", `{"event":"created","user_name":"alice","callback_url":"CB/tmp/token123"}`, true},
+		{"created fails", "user_created", `{"event":"created","user_name":"alice","callback_url":"CB"}`, true},
 		{"created fails no callback url", "user_created", `{"event":"created","user_name":"alice","callback_url":""}`, false},
-		{"deleted fails", "user_deleted", `{"event":"deleted","user_name":"alice","callback_url":"CB/tmp/token123"}`, false},
+		{"deleted fails", "user_deleted", `{"event":"deleted","user_name":"alice","callback_url":"CB"}`, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cs := newCallbackServer(t)
-			f := newFixture(t, map[string]error{tt.fail: errDisk}, Options{CallbackClient: cs.Client()})
-			body := strings.ReplaceAll(tt.body, "CB", cs.URL)
+			cb := &callbacks{}
+			f := newFixture(t, map[string]error{tt.fail: errDisk}, Options{Callback: cb.call})
+			body := strings.ReplaceAll(tt.body, "CB", cbURL)
 			r := f.call(t, http.MethodPost, "/webhooks/users", body)
 			r.expect(t, 500, "Failed to handle user webhook event.", nil)
 			exc, _ := r.body["exception"].(string)
@@ -219,23 +222,45 @@ func TestUserWebhookDispatchFailure(t *testing.T) {
 			}
 			var want []string
 			if tt.callback {
-				want = []string{"HEAD /tmp/token123"}
+				want = []string{cbURL}
 			}
-			if got := cs.got(); !slices.Equal(got, want) {
-				t.Errorf("callback requests = %v, want %v", got, want)
+			if got := cb.got(); !slices.Equal(got, want) {
+				t.Errorf("callbacks = %v, want %v", got, want)
+			}
+			if tt.callback && cb.ctxErr[0] != nil {
+				t.Errorf("callback context: %v", cb.ctxErr[0])
 			}
 		})
 	}
 	t.Run("success sends no callback", func(t *testing.T) {
-		cs := newCallbackServer(t)
-		f := newFixture(t, nil, Options{CallbackClient: cs.Client()})
-		f.call(t, http.MethodPost, "/webhooks/users", `{"event":"created","user_name":"alice","callback_url":"`+cs.URL+`/x"}`).
+		cb := &callbacks{}
+		f := newFixture(t, nil, Options{Callback: cb.call})
+		f.call(t, http.MethodPost, "/webhooks/users", `{"event":"created","user_name":"alice","callback_url":"`+cbURL+`"}`).
 			expect(t, 200, detailUserOK, nil)
-		if got := cs.got(); len(got) != 0 {
-			t.Errorf("callback requests = %v", got)
+		if got := cb.got(); len(got) != 0 {
+			t.Errorf("callbacks = %v", got)
 		}
 	})
-	t.Run("unreachable callback is swallowed", func(t *testing.T) {
+	t.Run("failed callback is logged without its url and swallowed", func(t *testing.T) {
+		cb := &callbacks{err: errors.New("magpie HEAD " + cbURL + ": connection refused")}
+		f := newFixture(t, map[string]error{"user_created": errDisk}, Options{Callback: cb.call})
+		f.call(t, http.MethodPost, "/webhooks/users", `{"event":"created","user_name":"alice","callback_url":"`+cbURL+`"}`).
+			expect(t, 500, "Failed to handle user webhook event.", nil)
+		var warned bool
+		for _, e := range f.logs.AllEntries() {
+			line, _ := e.String()
+			if strings.Contains(line, "token123") {
+				t.Errorf("log holds the callback url: %s", line)
+			}
+			if e.Message == "magpie callback for failed user creation" {
+				warned = e.Level == logrus.WarnLevel && strings.Contains(line, "connection refused")
+			}
+		}
+		if !warned {
+			t.Error("no warning for the failed callback")
+		}
+	})
+	t.Run("no callback configured", func(t *testing.T) {
 		f := newFixture(t, map[string]error{"user_created": errDisk}, Options{})
 		f.call(t, http.MethodPost, "/webhooks/users", `{"event":"created","user_name":"alice","callback_url":"not a url"}`).
 			expect(t, 500, "Failed to handle user webhook event.", nil)

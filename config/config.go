@@ -17,6 +17,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -44,11 +45,14 @@ var configExts = []string{".cfg", ".yml", ".yaml", ".json"}
 // does not exist gives an empty configuration and warnings, as in the
 // original. Problems in the files are returned together as Errors; I/O and
 // YAML syntax errors are returned as they come.
-func Load(path string, log *logrus.Entry) (*Config, error) {
-	return load(path, log, os.LookupEnv)
+//
+// kinds are the handlers this build knows: an entry of another name is
+// warned about and left out.
+func Load(path string, log *logrus.Entry, kinds []HandlerKind) (*Config, error) {
+	return load(path, log, kinds, os.LookupEnv)
 }
 
-func load(path string, log *logrus.Entry, lookup func(string) (string, bool)) (*Config, error) {
+func load(path string, log *logrus.Entry, kinds []HandlerKind, lookup func(string) (string, bool)) (*Config, error) {
 	files, err := configFiles(path)
 	if err != nil {
 		return nil, fmt.Errorf("load config %s: %w", path, err)
@@ -57,7 +61,7 @@ func load(path string, log *logrus.Entry, lookup func(string) (string, bool)) (*
 		log.WithField("path", path).Warn("No handlers configuration found")
 		log.WithField("path", path).Warn("No permission mapping configuration found")
 	}
-	l := loader{log: log, exp: newExpander(lookup), seen: map[string]bool{}, daemon: daemonNodes{},
+	l := loader{log: log, exp: newExpander(lookup), seen: map[string]bool{}, daemon: daemonNodes{}, kinds: kinds,
 		hooks: hooksNodes{nodes: map[string]hooksValue{}}}
 	for _, f := range files {
 		if err := l.file(f); err != nil {
@@ -127,6 +131,7 @@ type loader struct {
 	seen   map[string]bool // handler names already defined
 	daemon daemonNodes
 	hooks  hooksNodes
+	kinds  []HandlerKind
 }
 
 func (l *loader) file(path string) error {
@@ -187,19 +192,27 @@ func (l *loader) file(path string) error {
 }
 
 func (l *loader) handlers(d *decoder, n *yaml.Node) {
+	quiet := logrus.New()
+	quiet.SetOutput(io.Discard)
 	pairs, _ := d.mapping(n, "handlers")
 	for _, p := range pairs {
-		h := d.handler(p.key, p.val, l.log)
 		log := l.log.WithFields(logrus.Fields{"handler": p.key, "file": d.file})
-		switch _, known := handlerKeys[p.key]; {
-		case !known:
+		kind := HandlerKind{Name: p.key}
+		i := slices.IndexFunc(l.kinds, func(k HandlerKind) bool { return k.Name == p.key })
+		if i >= 0 {
+			kind = l.kinds[i]
+		}
+		switch {
+		case i < 0:
 			log.Warn("unknown handler name; it is never instantiated")
 		case l.seen[p.key]:
 			log.Warn("handler already defined in an earlier file; this definition is ignored")
 		default:
 			l.seen[p.key] = true
-			l.cfg.Handlers = append(l.cfg.Handlers, h)
+			l.cfg.Handlers = append(l.cfg.Handlers, d.handler(kind, p.val, l.log))
+			continue
 		}
+		d.handler(kind, p.val, logrus.NewEntry(quiet)) // type-checked all the same, as the original's schema does
 	}
 }
 
@@ -231,9 +244,10 @@ func (c *Config) ServiceTypes() []string {
 	return out
 }
 
-// Validate reports every problem of a configuration built in code or
-// loaded: the required parameters of active handlers, the sync_permissions
-// semantics and the cowbird: value ranges. The result is nil or Errors.
+// Validate reports every problem of a configuration: the required
+// parameters of active handlers (of a loaded configuration: a handler entry
+// built in code has no kind to check it), the sync_permissions semantics
+// and the cowbird: value ranges. The result is nil or Errors.
 func (c *Config) Validate() error {
 	return c.validate().orNil()
 }

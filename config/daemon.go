@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"github.com/spf13/viper"
 	"gopkg.in/yaml.v3"
 )
 
@@ -106,60 +107,60 @@ func formatAdminTokens(m map[string]string) string {
 
 // DefaultDaemon returns the defaults of the cowbird: section.
 func DefaultDaemon() Daemon {
-	return Daemon{
-		JournalRetention: 168 * time.Hour,
-		JournalMaxEvents: 100000,
-		DispatchTimeout:  30 * time.Second,
-		BodyLimit:        1 << 20,
-		URLPrefix:        "/cowbird",
+	var d Daemon
+	for _, k := range daemonKeys {
+		_ = k.set(&d, k.def) // valid: TestDefaultDaemon
 	}
+	return d
 }
 
 // daemonKey describes one key of the cowbird: section.
 type daemonKey struct {
-	name, env string
-	set       func(d *Daemon, raw string) error
+	// name is the key in the section, env its variable, def its default in
+	// the environment form.
+	name, env, def string
+	set            func(d *Daemon, raw string) error
 	// mapping keys take a mapping of scalars in the file, handed to set in
 	// the environment form "k=v,k2=v2".
 	mapping bool
 }
 
 var daemonKeys = []daemonKey{
-	{"journal_retention", "COWBIRD_JOURNAL_RETENTION", func(d *Daemon, s string) (err error) {
+	{"journal_retention", "COWBIRD_JOURNAL_RETENTION", "168h", func(d *Daemon, s string) (err error) {
 		d.JournalRetention, err = parseDuration(s)
 		return err
 	}, false},
-	{"journal_max_events", "COWBIRD_JOURNAL_MAX_EVENTS", func(d *Daemon, s string) (err error) {
+	{"journal_max_events", "COWBIRD_JOURNAL_MAX_EVENTS", "100000", func(d *Daemon, s string) (err error) {
 		d.JournalMaxEvents, err = parseInt(s)
 		return err
 	}, false},
-	{"dispatch_timeout", "COWBIRD_DISPATCH_TIMEOUT", func(d *Daemon, s string) (err error) {
+	{"dispatch_timeout", "COWBIRD_DISPATCH_TIMEOUT", "30s", func(d *Daemon, s string) (err error) {
 		d.DispatchTimeout, err = parseDuration(s)
 		return err
 	}, false},
-	{"body_limit", "COWBIRD_BODY_LIMIT", func(d *Daemon, s string) error {
+	{"body_limit", "COWBIRD_BODY_LIMIT", "1048576", func(d *Daemon, s string) error {
 		n, err := parseInt(s)
 		d.BodyLimit = int64(n)
 		return err
 	}, false},
-	{"url_prefix", "COWBIRD_URL_PREFIX", func(d *Daemon, s string) error {
+	{"url_prefix", "COWBIRD_URL_PREFIX", "/cowbird", func(d *Daemon, s string) error {
 		d.URLPrefix = s
 		return nil
 	}, false},
-	{"reconcile_interval", "COWBIRD_RECONCILE_INTERVAL", func(d *Daemon, s string) (err error) {
+	{"reconcile_interval", "COWBIRD_RECONCILE_INTERVAL", "0", func(d *Daemon, s string) (err error) {
 		d.ReconcileInterval, err = parseDuration(s)
 		return err
 	}, false},
-	{"admin_tokens", "COWBIRD_ADMIN_TOKENS", func(d *Daemon, s string) error {
+	{"admin_tokens", "COWBIRD_ADMIN_TOKENS", "", func(d *Daemon, s string) error {
 		m, err := parseAdminTokens(s)
 		d.AdminTokens = Secret(formatAdminTokens(m))
 		return err
 	}, true},
-	{"webhook_secret", "COWBIRD_WEBHOOK_SECRET", func(d *Daemon, s string) error {
+	{"webhook_secret", "COWBIRD_WEBHOOK_SECRET", "", func(d *Daemon, s string) error {
 		d.WebhookSecret = Secret(s)
 		return nil
 	}, false},
-	{"magpie_auth", "COWBIRD_MAGPIE_AUTH", func(d *Daemon, s string) error {
+	{"magpie_auth", "COWBIRD_MAGPIE_AUTH", "false", func(d *Daemon, s string) error {
 		b, err := strconv.ParseBool(s)
 		if err != nil {
 			return fmt.Errorf("must be true or false, got %q", s)
@@ -212,36 +213,49 @@ func (d *decoder) daemonSection(n *yaml.Node, into daemonNodes, log *logrus.Entr
 	}
 }
 
-// resolveDaemon applies environment, then file values, then defaults. An
-// empty environment variable counts as unset.
+// resolveDaemon layers the defaults, the cowbird: sections and the
+// environment, each winning over the one before. An empty environment
+// variable counts as unset.
 func resolveDaemon(nodes daemonNodes, lookup func(string) (string, bool)) (Daemon, Errors) {
+	v := viper.New()
+	file, env := map[string]any{}, map[string]any{}
+	for _, k := range daemonKeys {
+		v.SetDefault(k.name, origin{raw: k.def, path: "cowbird." + k.name})
+		if e, ok := nodes[k.name]; ok {
+			file[k.name] = k.fileValue(e)
+		}
+		if o, ok := envValue(lookup, k.env); ok {
+			env[k.name] = o
+		}
+	}
+	merge(v, file)
+	merge(v, env)
 	out := DefaultDaemon()
 	var errs Errors
 	for _, k := range daemonKeys {
-		if v, ok := lookup(k.env); ok && strings.TrimSpace(v) != "" {
-			errs = append(errs, fieldErrors("", k.env, set(&out, k, strings.TrimSpace(v)))...)
-			continue
-		}
-		e, ok := nodes[k.name]
-		if !ok {
-			continue
-		}
-		n := resolve(e.node)
-		if k.mapping {
-			raw, err := mappingValue(n)
-			if err == nil || n.Kind == yaml.MappingNode {
-				err = errors.Join(err, set(&out, k, raw))
-			}
-			errs = append(errs, fieldErrors(e.file, "cowbird."+k.name, err)...)
-			continue
-		}
-		if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
-			errs = append(errs, &FieldError{File: e.file, Path: "cowbird." + k.name, Msg: "must be a scalar, got " + typeName(n)})
-			continue
-		}
-		errs = append(errs, fieldErrors(e.file, "cowbird."+k.name, set(&out, k, n.Value))...)
+		o := v.Get(k.name).(origin)
+		errs = append(errs, fieldErrors(o.file, o.path, errors.Join(o.err, set(&out, k, o.raw)))...)
 	}
 	return out, errs
+}
+
+// fileValue reads k's value in a cowbird: section. A value of the wrong
+// YAML type is reported and stands as the default; a mapping keeps its
+// valid entries.
+func (k daemonKey) fileValue(e daemonValue) origin {
+	o := origin{file: e.file, path: "cowbird." + k.name}
+	switch n := resolve(e.node); {
+	case k.mapping:
+		o.raw, o.err = mappingValue(n)
+		if n.Kind != yaml.MappingNode {
+			o.raw = k.def
+		}
+	case n.Kind != yaml.ScalarNode || n.Tag == "!!null":
+		o.raw, o.err = k.def, errors.New("must be a scalar, got "+typeName(n))
+	default:
+		o.raw = n.Value
+	}
+	return o
 }
 
 // mappingValue turns a mapping of scalars into "k=v,k2=v2", leaving out

@@ -1,4 +1,4 @@
-package config
+package config_test
 
 import (
 	"os"
@@ -6,6 +6,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/cowbird-go/cowbird/app"
+	"github.com/cowbird-go/cowbird/config"
 )
 
 // TestEveryKeyDocumented fails when a configuration key or COWBIRD_*
@@ -17,23 +20,24 @@ func TestEveryKeyDocumented(t *testing.T) {
 	}
 	text := string(doc)
 	var keys []string
-	keys = append(keys, "active", "priority", "url", "workspace_dir")
-	for name, hk := range handlerKeys {
-		keys = append(keys, name)
-		keys = append(keys, hk...)
+	for _, k := range app.Kinds {
+		keys = append(keys, k.Name)
+		keys = append(keys, k.HandlerKind.Keys()...)
 	}
-	for _, k := range daemonKeys {
-		keys = append(keys, k.name, k.env)
-	}
-	keys = append(keys, hooksKeys...)
-	keys = append(keys, HookEvents()...)
+	names, envs := config.DaemonKeys()
+	keys = append(keys, names...)
+	keys = append(keys, envs...)
+	keys = append(keys, config.HooksKeys...)
+	keys = append(keys, config.HookEvents()...)
 	// The settings' environment variables, as the loader spells them.
-	src, err := os.ReadFile("settings.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range regexp.MustCompile(`"(COWBIRD_[A-Z_]+[A-Z])"`).FindAllStringSubmatch(string(src), -1) {
-		keys = append(keys, m[1])
+	for _, file := range []string{"settings.go", "layers.go"} {
+		src, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range regexp.MustCompile(`"(COWBIRD_[A-Z_]+[A-Z])"`).FindAllStringSubmatch(string(src), -1) {
+			keys = append(keys, m[1])
+		}
 	}
 	slices.Sort(keys)
 	for _, k := range slices.Compact(keys) {

@@ -1,4 +1,4 @@
-package config
+package config_test
 
 import (
 	"errors"
@@ -6,10 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/cowbird-go/cowbird/config"
 )
 
-// FuzzConfigLoad feeds arbitrary files to Load: it must not panic, must
-// return either a config or an error, and a loaded config must validate.
+// FuzzConfigLoad feeds arbitrary files to Load with the real handler kinds:
+// it must not panic, must return either a config or an error, and a loaded
+// config must validate.
 func FuzzConfigLoad(f *testing.F) {
 	for _, file := range testdataFiles(f) {
 		data, err := os.ReadFile(file)
@@ -23,13 +26,13 @@ func FuzzConfigLoad(f *testing.F) {
 		if err := os.WriteFile(path, data, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		log, _ := newLog()
-		cfg, err := load(path, log, env(exampleEnv))
+		log, _ := config.NewLog()
+		cfg, err := config.LoadWith(path, log, kinds, config.Env(exampleEnv))
 		if (cfg == nil) == (err == nil) {
 			t.Fatalf("load returned config %v and error %v", cfg, err)
 		}
 		if err != nil {
-			var errs Errors
+			var errs config.Errors
 			if errors.As(err, &errs) {
 				for _, e := range errs {
 					if e.Path == "" || e.Msg == "" {

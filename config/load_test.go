@@ -1,4 +1,4 @@
-package config
+package config_test
 
 import (
 	"errors"
@@ -7,63 +7,38 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
-	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 
+	"github.com/cowbird-go/cowbird/app"
+	"github.com/cowbird-go/cowbird/config"
+	"github.com/cowbird-go/cowbird/filesystem"
 	"github.com/cowbird-go/cowbird/handlers"
 )
 
-// env is a lookup function over a fixed map.
-func env(vars map[string]string) func(string) (string, bool) {
-	return func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
-}
+// The tests of this file load with the real handler kinds (app.Kinds): app
+// imports config, so they live in package config_test.
 
-func newLog() (*logrus.Entry, *logtest.Hook) {
-	l, hook := logtest.NewNullLogger()
-	return logrus.NewEntry(l), hook
-}
+// kinds are the handler kinds of this build.
+var kinds = app.ConfigKinds(app.Kinds)
 
-// warnings returns the messages and fields of the logged warnings.
-func warnings(hook *logtest.Hook) []string {
-	var out []string
-	for _, e := range hook.AllEntries() {
-		if e.Level == logrus.WarnLevel {
-			s := e.Message
-			keys := make([]string, 0, len(e.Data))
-			for k := range e.Data {
-				keys = append(keys, k)
-			}
-			slices.Sort(keys)
-			for _, k := range keys {
-				s += " " + k + "=" + e.Data[k].(string)
-			}
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-func mustLoad(t *testing.T, path string, vars map[string]string) (*Config, *logtest.Hook) {
+func mustLoad(t *testing.T, path string, vars map[string]string) (*config.Config, *logtest.Hook) {
 	t.Helper()
-	log, hook := newLog()
-	cfg, err := load(path, log, env(vars))
+	log, hook := config.NewLog()
+	cfg, err := config.LoadWith(path, log, kinds, config.Env(vars))
 	if err != nil {
 		t.Fatalf("load %s: %v", path, err)
 	}
 	return cfg, hook
 }
 
-// named is the smallest handlers.Handler, to order configs with the real registry.
-type named string
-
-func (n named) Name() string { return string(n) }
-
-func dispatchOrder(t *testing.T, cfg *Config) []string {
+// dispatchOrder orders the handlers of cfg with the real registry.
+func dispatchOrder(t *testing.T, cfg *config.Config) []string {
 	t.Helper()
 	var regs []handlers.Registration
 	for _, h := range cfg.Handlers {
-		regs = append(regs, handlers.Registration{Handler: named(h.Name), Active: h.Active, Priority: h.Priority})
+		regs = append(regs, handlers.Registration{Handler: handlers.Named(h.Name), Active: h.Active, Priority: h.Priority})
 	}
 	reg, err := handlers.NewRegistry(regs...)
 	if err != nil {
@@ -74,6 +49,20 @@ func dispatchOrder(t *testing.T, cfg *Config) []string {
 		out = append(out, h.Name())
 	}
 	return out
+}
+
+// settings returns the typed settings of cfg's entry name.
+func settings[T any](t *testing.T, cfg *config.Config, name string) (config.HandlerConfig, *T) {
+	t.Helper()
+	hc, ok := cfg.Handler(name)
+	if !ok {
+		t.Fatalf("no %s handler", name)
+	}
+	s, ok := hc.Settings.(*T)
+	if !ok || s == nil {
+		t.Fatalf("%s settings = %#v, want a %T", name, hc.Settings, s)
+	}
+	return hc, s
 }
 
 var exampleEnv = map[string]string{
@@ -98,16 +87,20 @@ func TestLoadExample(t *testing.T) {
 	if got, want := dispatchOrder(t, cfg), []string{"FileSystem", "Magpie", "Geoserver", "Catalog", "Thredds", "Nginx"}; !slices.Equal(got, want) {
 		t.Errorf("dispatch order = %v, want %v", got, want)
 	}
-	mg, _ := cfg.Handler("Magpie")
-	if mg.Magpie.URL != "https://example.org/magpie" || mg.Magpie.AdminUser != "admin" || mg.Magpie.AdminPassword.Reveal() != "magpie-pw" {
-		t.Errorf("Magpie = %+v", *mg.Magpie)
+	mg, mgs := settings[config.Credentials](t, cfg, "Magpie")
+	if mg.URL != "https://example.org/magpie" || mgs.AdminUser != "admin" || mgs.AdminPassword.Reveal() != "magpie-pw" {
+		t.Errorf("Magpie = %+v, %+v", mg, *mgs)
 	}
-	gs, _ := cfg.Handler("Geoserver")
-	if gs.Geoserver.URL != "http://example.org:8765/geoserver" || gs.Geoserver.WorkspaceDir != "/data/user_workspaces" {
-		t.Errorf("Geoserver = %+v", *gs.Geoserver)
+	gs, gss := settings[config.Credentials](t, cfg, "Geoserver")
+	if gs.URL != "http://example.org:8765/geoserver" || gs.WorkspaceDir != "/data/user_workspaces" ||
+		gss.AdminUser != "gsadmin" || gss.AdminPassword.Reveal() != "gs-pw" {
+		t.Errorf("Geoserver = %+v, %+v", gs, *gss)
 	}
-	fs, _ := cfg.Handler("FileSystem")
-	want := FileSystem{
+	fs, fss := settings[filesystem.Config](t, cfg, "FileSystem")
+	if fs.WorkspaceDir != "/data/user_workspaces" {
+		t.Errorf("FileSystem entry workspace_dir = %q", fs.WorkspaceDir)
+	}
+	want := filesystem.Config{
 		WorkspaceDir:                     "/data/user_workspaces",
 		JupyterhubUserDataDir:            "/data/jupyterhub_user_data",
 		WPSOutputsDir:                    "/data/wps_outputs",
@@ -116,15 +109,15 @@ func TestLoadExample(t *testing.T) {
 		NotebooksDirName:                 "notebooks",
 		PublicWorkspaceWPSOutputsSubpath: "public/wps_outputs",
 		UserWPSOutputsDirName:            "${USER_WPS_OUTPUTS_DIR_NAME}", // undefined: left as written
-		OnUserDeleted:                    DeleteWorkspace,
+		OnUserDeleted:                    filesystem.DeleteWorkspace,
 	}
-	if *fs.FileSystem != want {
-		t.Errorf("FileSystem =\n%+v, want\n%+v", *fs.FileSystem, want)
+	if *fss != want {
+		t.Errorf("FileSystem =\n%+v, want\n%+v", *fss, want)
 	}
 	if fs.Priority == nil || *fs.Priority != 1 || mg.Priority != nil {
 		t.Errorf("priorities: FileSystem %v, Magpie %v", fs.Priority, mg.Priority)
 	}
-	if got, want := warnings(hook), []string{"undefined environment variables left as written in the config variables=${USER_WPS_OUTPUTS_DIR_NAME}"}; !slices.Equal(got, want) {
+	if got, want := config.Warnings(hook), []string{"undefined environment variables left as written in the config variables=${USER_WPS_OUTPUTS_DIR_NAME}"}; !slices.Equal(got, want) {
 		t.Errorf("warnings = %q, want %q", got, want)
 	}
 
@@ -148,12 +141,12 @@ func TestExampleSyncPermissions(t *testing.T) {
 	if !ok || svc != "thredds" {
 		t.Fatalf("thredds_workspace: ok %v, service %q", ok, svc)
 	}
-	var kinds []SegmentKind
+	var segs []config.SegmentKind
 	for _, s := range res.Segments {
-		kinds = append(kinds, s.Kind)
+		segs = append(segs, s.Kind)
 	}
-	if want := []SegmentKind{Literal, Literal, Var, Multi, Literal, Var}; !slices.Equal(kinds, want) {
-		t.Errorf("segment kinds = %v, want %v", kinds, want)
+	if want := []config.SegmentKind{config.Literal, config.Literal, config.Var, config.Multi, config.Literal, config.Var}; !slices.Equal(segs, want) {
+		t.Errorf("segment kinds = %v, want %v", segs, want)
 	}
 	if got := res.Vars(); !slices.Equal(got, []string{"user", "synched_file"}) || !res.HasMulti() {
 		t.Errorf("Vars = %v, HasMulti = %v", got, res.HasMulti())
@@ -187,42 +180,36 @@ func TestExampleSyncPermissions(t *testing.T) {
 			t.Errorf("segment %d regex %q found %v (err %v), want %q", i, item.Segments[i].Pattern, m, err, want)
 		}
 	}
-	if seg := item.Segments[1]; seg.Kind != Regex || seg.Type != "directory" {
+	if seg := item.Segments[1]; seg.Kind != config.Regex || seg.Type != "directory" {
 		t.Errorf("regex segment = %+v", seg)
 	}
 	coll, _, _ := stac.Resource("stac_collection")
 	if seg := coll.Segments[3]; seg.Field != "resource_display_name" {
 		t.Errorf("field = %q", seg.Field)
 	}
-	if r := stac.Rules()[2]; r.SourcePerms[0] != (Permission{"read", "deny", "match"}) || r.TargetPerms[0] != (Permission{"browse", "deny", "match"}) {
+	if r := stac.Rules()[2]; r.SourcePerms[0] != (config.Permission{"read", "deny", "match"}) || r.TargetPerms[0] != (config.Permission{"browse", "deny", "match"}) {
 		t.Errorf("explicit deny rule = %+v", r)
 	}
 }
 
-func perms(ps []Permission) []string {
-	var out []string
-	for _, p := range ps {
-		out = append(out, p.String())
-	}
-	return out
-}
+var perms = config.Perms
 
 func TestLoadBirdhouse(t *testing.T) {
 	cfg, hook := mustLoad(t, "testdata/birdhouse.yml", map[string]string{
 		"WORKSPACE_DIR": "/data/user_workspaces", "WPS_OUTPUTS_DIR": "/data/wps_outputs",
 	})
-	fs, _ := cfg.Handler("FileSystem")
-	if got := fs.FileSystem.PublicWorkspaceWPSOutputsSubpath; got != "public/wps_outputs" {
+	fs, fss := settings[filesystem.Config](t, cfg, "FileSystem")
+	if got := fss.PublicWorkspaceWPSOutputsSubpath; got != "public/wps_outputs" {
 		t.Errorf("subpath from public_workspace_wps_outputs_subdir = %q", got)
 	}
-	if fs.FileSystem.WPSOutputsResName != "wpsoutputs" || fs.FileSystem.WorkspaceDir != "/data/user_workspaces" {
-		t.Errorf("FileSystem = %+v", *fs.FileSystem)
+	if fss.WPSOutputsResName != "wpsoutputs" || fss.WorkspaceDir != "/data/user_workspaces" || fs.WorkspaceDir != "/data/user_workspaces" {
+		t.Errorf("FileSystem = %+v, %+v", fs, *fss)
 	}
 	tw, _, _ := cfg.SyncPoints[1].Resource("thredds_wps_outputs")
 	if tw.Segments[1].Name != "${THREDDS_SERVICE_DATA_URL_PATH}" {
 		t.Errorf("undefined variable in a segment name = %q", tw.Segments[1].Name)
 	}
-	if got, want := warnings(hook), []string{
+	if got, want := config.Warnings(hook), []string{
 		"undefined environment variables left as written in the config variables=${GEOSERVER_ADMIN_USER}, ${THREDDS_SERVICE_DATA_URL_PATH}",
 	}; !slices.Equal(got, want) {
 		t.Errorf("warnings = %q, want %q", got, want)
@@ -241,8 +228,8 @@ func TestUnknownNamesKeysAndSubpathAlias(t *testing.T) {
 	if want := []string{"Nginx", "FileSystem"}; !slices.Equal(names, want) {
 		t.Errorf("handlers = %v, want %v (unknown names left out)", names, want)
 	}
-	fs, _ := cfg.Handler("FileSystem")
-	if got := fs.FileSystem.PublicWorkspaceWPSOutputsSubpath; got != "pub/a" {
+	_, fss := settings[filesystem.Config](t, cfg, "FileSystem")
+	if got := fss.PublicWorkspaceWPSOutputsSubpath; got != "pub/a" {
 		t.Errorf("subpath = %q, want _subpath to win", got)
 	}
 	want := []string{
@@ -251,7 +238,7 @@ func TestUnknownNamesKeysAndSubpathAlias(t *testing.T) {
 		"handlers.FileSystem: public_workspace_wps_outputs_subpath and public_workspace_wps_outputs_subdir differ; using public_workspace_wps_outputs_subpath handler=FileSystem public_workspace_wps_outputs_subdir=pub/b public_workspace_wps_outputs_subpath=pub/a",
 		"Config file section [sync_permissions] not found. file=testdata/unknown-handler-and-keys.json",
 	}
-	if got := warnings(hook); !slices.Equal(got, want) {
+	if got := config.Warnings(hook); !slices.Equal(got, want) {
 		t.Errorf("warnings =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
@@ -298,20 +285,8 @@ sync_permissions:
 	if got := []string{cfg.SyncPoints[0].Name, cfg.SyncPoints[1].Name}; !slices.Equal(got, []string{"first", "second"}) {
 		t.Errorf("sync points = %v", got)
 	}
-	if got, want := warnings(hook), []string{"handler already defined in an earlier file; this definition is ignored file=20-second.yaml handler=Thredds"}; !slices.Equal(got, want) {
+	if got, want := config.Warnings(hook), []string{"handler already defined in an earlier file; this definition is ignored file=20-second.yaml handler=Thredds"}; !slices.Equal(got, want) {
 		t.Errorf("warnings = %q, want %q", got, want)
-	}
-}
-
-func TestLoadMissingPath(t *testing.T) {
-	cfg, hook := mustLoad(t, filepath.Join(t.TempDir(), "absent.yml"), nil)
-	if len(cfg.Handlers) != 0 || len(cfg.SyncPoints) != 0 || cfg.Daemon != DefaultDaemon() {
-		t.Errorf("config = %+v, want empty with default daemon settings", cfg)
-	}
-	got := warnings(hook)
-	if len(got) != 2 || !strings.HasPrefix(got[0], "No handlers configuration found") ||
-		!strings.HasPrefix(got[1], "No permission mapping configuration found") {
-		t.Errorf("warnings = %q", got)
 	}
 }
 
@@ -323,13 +298,13 @@ func TestLoadExpandsKeysAndValuesFromProcessEnv(t *testing.T) {
 	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	log, _ := newLog()
-	cfg, err := Load(path, log)
+	log, _ := config.NewLog()
+	cfg, err := config.Load(path, log, kinds)
 	if err != nil {
 		t.Fatal(err)
 	}
 	h, ok := cfg.Handler("Catalog")
-	if !ok || h.Catalog.URL != "http://cat.example.org/x/${COWBIRD_TEST_UNDEFINED}" {
+	if !ok || h.URL != "http://cat.example.org/x/${COWBIRD_TEST_UNDEFINED}" {
 		t.Errorf("Catalog = %+v (found %v)", h, ok)
 	}
 }
@@ -342,6 +317,8 @@ func TestLoadInvalid(t *testing.T) {
 	}{
 		{"invalid-priority-bool.yml", "handlers.FileSystem.priority",
 			"invalid-priority-bool.yml: handlers.FileSystem.priority: must be an integer, got a boolean"},
+		{"invalid-skipped-handler.yml", "handlers.Foo.active",
+			"invalid-skipped-handler.yml: handlers.Foo.active: must be a boolean, got a string"},
 		{"invalid-active-string.yml", "handlers.Thredds.active",
 			"invalid-active-string.yml: handlers.Thredds.active: must be a boolean, got a string"},
 		{"invalid-active-env-string.yml", "handlers.Thredds.active",
@@ -425,15 +402,15 @@ func TestLoadInvalid(t *testing.T) {
 			"load config testdata/invalid-yaml-syntax.yml: parse yaml: yaml: line 1: did not find expected ',' or ']'"},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
-			log, _ := newLog()
-			cfg, err := load(filepath.Join("testdata", tc.file), log, env(map[string]string{"COWBIRD_TEST_TRUE": "true"}))
+			log, _ := config.NewLog()
+			cfg, err := config.LoadWith(filepath.Join("testdata", tc.file), log, kinds, config.Env(map[string]string{"COWBIRD_TEST_TRUE": "true"}))
 			if err == nil || cfg != nil {
 				t.Fatalf("load = %v, %v; want an error", cfg, err)
 			}
 			if err.Error() != tc.text {
 				t.Errorf("error =\n%s\nwant\n%s", err, tc.text)
 			}
-			var fe *FieldError
+			var fe *config.FieldError
 			if got := errors.As(err, &fe); got != (tc.path != "") || (got && fe.Path != tc.path) {
 				t.Errorf("first FieldError = %+v (found %v), want path %q", fe, got, tc.path)
 			}
@@ -449,30 +426,68 @@ func TestTestdataFilesLoad(t *testing.T) {
 		valid := !strings.HasPrefix(base, "invalid-") && !strings.HasPrefix(base, "missing-") &&
 			!strings.HasPrefix(base, "sync-") && !strings.HasPrefix(base, "daemon-bad") &&
 			!strings.HasPrefix(base, "daemon-unknown") && !strings.HasPrefix(base, "multiple-")
-		log, _ := newLog()
-		_, err := load(f, log, env(exampleEnv))
+		log, _ := config.NewLog()
+		_, err := config.LoadWith(f, log, kinds, config.Env(exampleEnv))
 		if valid != (err == nil) {
 			t.Errorf("%s: valid by name %v, load error %v", base, valid, err)
 		}
 	}
 }
 
+// Validate checks the required parameters of a loaded entry changed in
+// code; an entry built in code has no kind and is not checked.
 func TestValidateBuiltConfig(t *testing.T) {
-	cfg := &Config{
-		Handlers: []HandlerConfig{
-			{Name: "Geoserver", Active: true},
-			{Name: "Magpie", Active: false},
-			{Name: "Thredds", Active: true},
-		},
-		Daemon: DefaultDaemon(),
+	path := filepath.Join(t.TempDir(), "c.yml")
+	body := "handlers:\n" +
+		"  Geoserver: {active: true, url: http://gs, workspace_dir: /ws}\n" +
+		"  Magpie: {active: false}\n" +
+		"  Thredds: {active: true}\n"
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	want := "handlers.Geoserver.url: Geoserver handler requires the following missing configuration parameter : [url]\n" +
-		"handlers.Geoserver.workspace_dir: Geoserver handler requires the following missing configuration parameter : [workspace_dir]"
+	cfg, _ := mustLoad(t, path, nil)
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("Validate = %v, want nil", err)
+	}
+	cfg.Handlers[0].URL, cfg.Handlers[0].WorkspaceDir = "", ""
+	want := "c.yml: handlers.Geoserver.url: Geoserver handler requires the following missing configuration parameter : [url]\n" +
+		"c.yml: handlers.Geoserver.workspace_dir: Geoserver handler requires the following missing configuration parameter : [workspace_dir]"
 	if err := cfg.Validate(); err == nil || err.Error() != want {
 		t.Errorf("Validate = %v, want\n%s", err, want)
 	}
-	cfg.Handlers[0].Geoserver = &Geoserver{URL: "http://gs", WorkspaceDir: "/ws"}
+	cfg.Handlers[0].URL, cfg.Handlers[0].WorkspaceDir = "http://gs", "/ws"
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("Validate = %v, want nil", err)
+	}
+
+	built := &config.Config{Handlers: []config.HandlerConfig{{Name: "Geoserver", Active: true}}, Daemon: config.DefaultDaemon()}
+	if err := built.Validate(); err != nil {
+		t.Errorf("Validate of an entry built in code = %v, want nil (no kind to check it)", err)
+	}
+}
+
+func TestDaemonSection(t *testing.T) {
+	cfg, _ := mustLoad(t, "testdata/daemon-section.yml", nil)
+	want := config.Daemon{JournalRetention: 24 * time.Hour, JournalMaxEvents: 500, DispatchTimeout: 10 * time.Second,
+		BodyLimit: 2048, URLPrefix: "/cb", ReconcileInterval: time.Hour}
+	if cfg.Daemon != want {
+		t.Errorf("Daemon = %+v, want %+v", cfg.Daemon, want)
+	}
+	th, _ := cfg.Handler("Thredds")
+	if !th.Active {
+		t.Error("active: yes (YAML 1.1, as PyYAML reads it) was not read as true")
+	}
+
+	cfg, _ = mustLoad(t, "testdata/daemon-section.yml", map[string]string{
+		"COWBIRD_JOURNAL_RETENTION": "2h", "COWBIRD_URL_PREFIX": "/other", "COWBIRD_BODY_LIMIT": "",
+	})
+	if cfg.Daemon.JournalRetention != 2*time.Hour || cfg.Daemon.URLPrefix != "/other" || cfg.Daemon.BodyLimit != 2048 {
+		t.Errorf("env overrides: %+v", cfg.Daemon)
+	}
+
+	log, _ := config.NewLog()
+	_, err := config.LoadWith("testdata/daemon-section.yml", log, kinds, config.Env(map[string]string{"COWBIRD_JOURNAL_MAX_EVENTS": "many"}))
+	if want := `COWBIRD_JOURNAL_MAX_EVENTS: must be an integer, got "many"`; err == nil || err.Error() != want {
+		t.Errorf("error = %v, want %s", err, want)
 	}
 }

@@ -2,12 +2,8 @@ package config
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -15,17 +11,23 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// Settings are the COWBIRD_* settings (cowbird.md §2.1). Each comes, first
-// found wins, from the INI file named by COWBIRD_INI_FILE_PATH (section
-// [app:cowbird_app], key COWBIRD_X or cowbird.x), then the environment
-// variable COWBIRD_X, then the default. Empty values count as unset.
+// Settings are the COWBIRD_* settings (cowbird.md §2.1) and the serve
+// command's flags. Each setting comes, first found wins, from a flag given
+// on the command line, the INI file named by COWBIRD_INI_FILE_PATH (section
+// [app:cowbird_app], key COWBIRD_X or cowbird.x), the environment variable
+// COWBIRD_X, then the default. Empty values count as unset.
 type Settings struct {
 	// URL (COWBIRD_URL / cowbird.url) is Cowbird's public URL. Empty means
 	// the caller derives http://localhost:<port> and warns.
 	URL string
-	// ConfigPath (COWBIRD_CONFIG_PATH / cowbird.config_path) is the YAML
-	// config file or directory; empty when unset.
+	// ConfigPath (--config, COWBIRD_CONFIG_PATH / cowbird.config_path) is
+	// the YAML config file or directory; empty when unset.
 	ConfigPath string
+	// Addr (--addr, default ":7000") is the listen address.
+	Addr string
+	// DataDir (--data-dir, default "./data") is the directory of the state
+	// database.
+	DataDir string
 	// SSLVerify (COWBIRD_SSL_VERIFY / cowbird.ssl_verify, default true)
 	// enables TLS verification of outbound calls.
 	SSLVerify bool
@@ -46,123 +48,113 @@ type Settings struct {
 	UserUID, UserGID int
 }
 
+// settingKeys are the COWBIRD_* settings: the variable, the key in the
+// layers (the INI's alternate name is "cowbird." and the key) and the
+// default.
+var settingKeys = []struct{ env, key, def string }{
+	{"COWBIRD_URL", "url", ""},
+	{"COWBIRD_CONFIG_PATH", "config_path", ""},
+	{"COWBIRD_SSL_VERIFY", "ssl_verify", "true"},
+	{"COWBIRD_REQUEST_TIMEOUT", "request_timeout", "5"},
+	{"COWBIRD_LOG_LEVEL", "log_level", "INFO"},
+	{"COWBIRD_LOG_FORMAT", "log_format", "text"},
+	{"COWBIRD_FILESYSTEM_ADMIN_UID", "filesystem_admin_uid", "0"},
+	{"COWBIRD_FILESYSTEM_ADMIN_GID", "filesystem_admin_gid", "0"},
+	{"COWBIRD_FILESYSTEM_USER_UID", "filesystem_user_uid", "1000"},
+	{"COWBIRD_FILESYSTEM_USER_GID", "filesystem_user_gid", "1000"},
+}
+
 // iniSection is the PasteDeploy section whose cowbird.* keys are settings.
 const iniSection = "app:cowbird_app"
 
-// LoadSettings resolves the settings from getenv (os.LookupEnv in
-// production) and, when COWBIRD_INI_FILE_PATH is set, from that INI file,
-// which must then exist. Every invalid value is reported, as Errors.
+// LoadSettings resolves the settings without flags from getenv
+// (os.LookupEnv in production) and, when COWBIRD_INI_FILE_PATH is set, from
+// that INI file, which must then exist. Every invalid value is reported, as
+// Errors.
 func LoadSettings(getenv func(string) (string, bool)) (Settings, error) {
-	r := settingsReader{getenv: getenv}
-	if p, ok := getenv("COWBIRD_INI_FILE_PATH"); ok && p != "" {
-		ini, err := readINI(p)
-		if errors.Is(err, fs.ErrNotExist) {
-			return Settings{}, &FieldError{Path: "COWBIRD_INI_FILE_PATH",
-				Msg: fmt.Sprintf("Cannot find INI configuration file [%s]", p)}
+	return NewLayers(getenv).Settings()
+}
+
+// iniValues is the INI's layer: for each setting, the first non-empty of
+// the keys COWBIRD_X and cowbird.x of the section.
+func iniValues(section map[string]string, file string) map[string]any {
+	out := map[string]any{}
+	for _, k := range settingKeys {
+		for _, name := range []string{k.env, "cowbird." + k.key} {
+			if v := strings.TrimSpace(section[name]); v != "" {
+				out[k.key] = origin{raw: v, file: file, path: name}
+				break
+			}
 		}
-		if err != nil {
-			return Settings{}, &FieldError{Path: "COWBIRD_INI_FILE_PATH", Msg: err.Error()}
-		}
-		r.ini, r.iniFile = ini, filepath.Base(p)
 	}
+	return out
+}
+
+// settings converts the values the layers picked.
+func (l *Layers) settings() (Settings, error) {
+	var errs Errors
 	s := Settings{
-		URL:        r.str("COWBIRD_URL", ""),
-		ConfigPath: r.str("COWBIRD_CONFIG_PATH", ""),
-		SSLVerify:  r.boolean("COWBIRD_SSL_VERIFY", true),
-		LogFormat:  r.str("COWBIRD_LOG_FORMAT", "text"),
-		AdminUID:   r.id("COWBIRD_FILESYSTEM_ADMIN_UID", 0),
-		AdminGID:   r.id("COWBIRD_FILESYSTEM_ADMIN_GID", 0),
-		UserUID:    r.id("COWBIRD_FILESYSTEM_USER_UID", 1000),
-		UserGID:    r.id("COWBIRD_FILESYSTEM_USER_GID", 1000),
+		URL:            l.get("url").raw,
+		ConfigPath:     l.get("config_path").raw,
+		Addr:           l.get("addr").raw,
+		DataDir:        l.get("data_dir").raw,
+		SSLVerify:      parsed(l, &errs, "ssl_verify", parseBool),
+		AdminUID:       parsed(l, &errs, "filesystem_admin_uid", parseID),
+		AdminGID:       parsed(l, &errs, "filesystem_admin_gid", parseID),
+		UserUID:        parsed(l, &errs, "filesystem_user_uid", parseID),
+		UserGID:        parsed(l, &errs, "filesystem_user_gid", parseID),
+		RequestTimeout: parsed(l, &errs, "request_timeout", parseSeconds),
+		LogLevel:       parsed(l, &errs, "log_level", parseLevel),
+		LogFormat:      parsed(l, &errs, "log_format", parseLogFormat),
 	}
-	if v, path, file, ok := r.get("COWBIRD_REQUEST_TIMEOUT"); !ok {
-		s.RequestTimeout = 5 * time.Second
-	} else if n, err := strconv.Atoi(v); err != nil || n <= 0 {
-		r.fail(file, path, "must be a positive integer number of seconds, got %q", v)
-	} else {
-		s.RequestTimeout = time.Duration(n) * time.Second
+	if len(errs) > 0 {
+		return Settings{}, errs
 	}
-	level, path, file, ok := r.get("COWBIRD_LOG_LEVEL")
-	if !ok {
-		level, path, file = r.ini["logger_cowbird"]["level"], "[logger_cowbird] level", r.iniFile
-	}
-	if level == "" {
-		level = "INFO"
-	}
-	var err error
-	if s.LogLevel, err = parseLevel(level); err != nil {
-		r.fail(file, path, "%v", err)
-	}
-	if s.LogFormat != "text" && s.LogFormat != "json" {
-		_, path, file, _ := r.get("COWBIRD_LOG_FORMAT")
-		r.fail(file, path, "must be text or json, got %q", s.LogFormat)
-	}
-	return s, r.errs.orNil()
+	return s, nil
 }
 
-// settingsReader looks settings up in the original's order.
-type settingsReader struct {
-	getenv  func(string) (string, bool)
-	ini     map[string]map[string]string
-	iniFile string
-	errs    Errors
+// parsed parses the value picked for key, reporting a problem under the
+// variable, INI key or flag the value came from.
+func parsed[T any](l *Layers, errs *Errors, key string, parse func(string) (T, error)) T {
+	o := l.get(key)
+	v, err := parse(o.raw)
+	if err != nil {
+		*errs = append(*errs, &FieldError{File: o.file, Path: o.path, Msg: err.Error()})
+	}
+	return v
 }
 
-var nonWord = regexp.MustCompile(`\W`)
-
-// get returns the first non-empty value for name and where it came from:
-// INI key name, INI key cowbird.x, environment variable name.
-func (r *settingsReader) get(name string) (val, path, file string, ok bool) {
-	alt := nonWord.ReplaceAllString(strings.ToLower(name), "_")
-	alt = "cowbird." + strings.TrimPrefix(alt, "cowbird_")
-	for _, key := range []string{name, alt} {
-		if v := strings.TrimSpace(r.ini[iniSection][key]); v != "" {
-			return v, key, r.iniFile, true
-		}
-	}
-	if v, found := r.getenv(name); found && strings.TrimSpace(v) != "" {
-		return strings.TrimSpace(v), name, "", true
-	}
-	return "", name, "", false
-}
-
-func (r *settingsReader) fail(file, path, format string, args ...any) {
-	r.errs = append(r.errs, &FieldError{File: file, Path: path, Msg: fmt.Sprintf(format, args...)})
-}
-
-func (r *settingsReader) str(name, def string) string {
-	if v, _, _, ok := r.get(name); ok {
-		return v
-	}
-	return def
-}
-
-func (r *settingsReader) boolean(name string, def bool) bool {
-	v, path, file, ok := r.get(name)
-	if !ok {
-		return def
-	}
-	switch strings.ToLower(v) {
+func parseBool(s string) (bool, error) {
+	switch strings.ToLower(s) {
 	case "true", "1", "yes", "y", "on", "t":
-		return true
+		return true, nil
 	case "false", "0", "no", "n", "off", "f":
-		return false
+		return false, nil
 	}
-	r.fail(file, path, "must be a boolean (true/false, 1/0, yes/no), got %q", v)
-	return def
+	return false, fmt.Errorf("must be a boolean (true/false, 1/0, yes/no), got %q", s)
 }
 
-func (r *settingsReader) id(name string, def int) int {
-	v, path, file, ok := r.get(name)
-	if !ok {
-		return def
-	}
-	n, err := strconv.Atoi(v)
+func parseID(s string) (int, error) {
+	n, err := strconv.Atoi(s)
 	if err != nil || n < 0 {
-		r.fail(file, path, "must be a non-negative integer, got %q", v)
-		return def
+		return 0, fmt.Errorf("must be a non-negative integer, got %q", s)
 	}
-	return n
+	return n, nil
+}
+
+func parseSeconds(s string) (time.Duration, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("must be a positive integer number of seconds, got %q", s)
+	}
+	return time.Duration(n) * time.Second, nil
+}
+
+func parseLogFormat(s string) (string, error) {
+	if s != "text" && s != "json" {
+		return "", fmt.Errorf("must be text or json, got %q", s)
+	}
+	return s, nil
 }
 
 // parseLevel reads a Python logging level name or number.

@@ -12,7 +12,6 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/cowbird-go/cowbird/config"
 	"github.com/cowbird-go/cowbird/handlers"
 )
 
@@ -38,7 +37,7 @@ func (h *Handler) UserCreated(ctx context.Context, ev handlers.UserEvent) error 
 	if _, err := ws.SetOthers(ev.UserName, true, false, true); err != nil {
 		return fmt.Errorf("create workspace %q: %w", ev.UserName, err)
 	}
-	if _, err := h.reconcile(ctx, h.session(), Scope{User: ev.UserName}, ReconcileOptions{}); err != nil {
+	if _, err := h.reconcileLocked(ctx, h.sessions(), Scope{User: ev.UserName}, ReconcileOptions{}); err != nil {
 		return fmt.Errorf("user_created %q: %w", ev.UserName, err)
 	}
 	return nil
@@ -65,7 +64,7 @@ func (h *Handler) UserDeleted(ctx context.Context, ev handlers.UserEvent) error 
 		log.Info("user workspace already absent")
 		return nil
 	}
-	if h.cfg.OnUserDeleted != config.ArchiveWorkspace {
+	if h.cfg.OnUserDeleted != ArchiveWorkspace {
 		if err := ws.RemoveAll(ev.UserName); err != nil {
 			return fmt.Errorf("delete workspace %q: %w", ev.UserName, err)
 		}
@@ -103,55 +102,29 @@ func (h *Handler) permission(ctx context.Context, ev handlers.PermissionEvent) e
 		return nil
 	}
 	log := h.log.WithFields(logrus.Fields{"event": ev.Name(), "resource_id": ev.ResourceID})
-	mp := h.session()
-	tree, err := mp.ResourcePath(ctx, ev.ResourceID)
-	if err != nil {
-		return fmt.Errorf("%s: resource %d path: %w", ev.Name(), ev.ResourceID, err)
-	}
-	if len(tree) == 0 || tree[0].Name != sdp || (len(tree) > 1 && tree[1].Name != h.cfg.WPSOutputsResName) {
-		return nil
-	}
-	svc, err := mp.Service(ctx, sdp)
-	if err != nil {
-		return fmt.Errorf("%s: service %s: %w", ev.Name(), sdp, err)
-	}
-	if svc.Type != "api" {
-		return nil
+	mp := h.sessions()
+	target, ok, err := h.permissionTarget(ctx, mp, ev)
+	if err != nil || !ok {
+		return err
 	}
 	if ev.PermName == "write" {
 		log.Warn("write permission on WPS outputs is never applied: they stay read-only")
 		return nil
 	}
-	var sub []string
-	for _, r := range tree[min(2, len(tree)):] {
-		sub = append(sub, r.Name)
-	}
-	target := path.Join(sub...)
-	names := []string{ev.User}
-	if ev.User == "" {
-		if names, err = mp.GroupUsers(ctx, ev.Group); err != nil {
-			return fmt.Errorf("%s: members of group %q: %w", ev.Name(), ev.Group, err)
-		}
-	}
-	users, err := mp.Users(ctx)
+	members, err := permissionUsers(ctx, mp, ev)
 	if err != nil {
-		return fmt.Errorf("%s: magpie users: %w", ev.Name(), err)
-	}
-	ids := map[string]int{}
-	for _, u := range users {
-		ids[u.Name] = u.ID
+		return err
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var errs []error
-	for _, name := range names {
-		id, ok := ids[name]
-		if err := h.checkUser(name); !ok || err != nil {
-			log.WithField("user", name).WithError(err).Warn("permission event: user unknown or refused")
+	for _, u := range members {
+		if err := h.checkUser(u.name); !u.known || err != nil {
+			log.WithField("user", u.name).WithError(err).Warn("permission event: user unknown or refused")
 			continue
 		}
-		for _, p := range h.userTargets(target, id) {
-			if _, err := h.reconcile(ctx, mp, Scope{Path: p}, ReconcileOptions{}); err != nil {
+		for _, p := range h.userTargets(target, u.id) {
+			if _, err := h.reconcileLocked(ctx, mp, Scope{Path: p}, ReconcileOptions{}); err != nil {
 				if handlers.IsTransient(err) {
 					return fmt.Errorf("%s: %w", ev.Name(), err)
 				}
@@ -163,6 +136,65 @@ func (h *Handler) permission(ctx context.Context, ev handlers.PermissionEvent) e
 		return fmt.Errorf("%s: %w", ev.Name(), err)
 	}
 	return nil
+}
+
+// permissionTarget returns the source path (relative to wps_outputs_dir,
+// "" for all) of the route of ev's resource; ok is false when the resource
+// is not a route of the secure-data-proxy service's WPS outputs.
+func (h *Handler) permissionTarget(ctx context.Context, mp Magpie, ev handlers.PermissionEvent) (target string, ok bool, err error) {
+	sdp := h.cfg.SecureDataProxyName
+	tree, err := mp.ResourcePath(ctx, ev.ResourceID)
+	if err != nil {
+		return "", false, fmt.Errorf("%s: resource %d path: %w", ev.Name(), ev.ResourceID, err)
+	}
+	if len(tree) == 0 || tree[0].Name != sdp || (len(tree) > 1 && tree[1].Name != h.cfg.WPSOutputsResName) {
+		return "", false, nil
+	}
+	svc, err := mp.Service(ctx, sdp)
+	if err != nil {
+		return "", false, fmt.Errorf("%s: service %s: %w", ev.Name(), sdp, err)
+	}
+	if svc.Type != "api" {
+		return "", false, nil
+	}
+	var sub []string
+	for _, r := range tree[min(2, len(tree)):] {
+		sub = append(sub, r.Name)
+	}
+	return path.Join(sub...), true, nil
+}
+
+// member is a user a permission event applies to, with their Magpie id
+// when Magpie knows them.
+type member struct {
+	name  string
+	id    int
+	known bool
+}
+
+// permissionUsers returns ev's user, or the members of its group.
+func permissionUsers(ctx context.Context, mp Magpie, ev handlers.PermissionEvent) ([]member, error) {
+	names := []string{ev.User}
+	if ev.User == "" {
+		var err error
+		if names, err = mp.GroupUsers(ctx, ev.Group); err != nil {
+			return nil, fmt.Errorf("%s: members of group %q: %w", ev.Name(), ev.Group, err)
+		}
+	}
+	users, err := mp.Users(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%s: magpie users: %w", ev.Name(), err)
+	}
+	known := make(map[string]int, len(users))
+	for _, u := range users {
+		known[u.Name] = u.ID
+	}
+	members := make([]member, len(names))
+	for i, n := range names {
+		id, ok := known[n]
+		members[i] = member{name: n, id: id, known: ok}
+	}
+	return members, nil
 }
 
 // userTargets returns the absolute source paths of the user id's files
@@ -202,7 +234,9 @@ func (h *Handler) userTargets(target string, id int) []string {
 // HandleFile implements handlers.FileHandler. A created or modified file is
 // (re)linked with its mode re-evaluated; a created directory has its subtree
 // reconciled; a deletion removes the mirrored link or directory. Events
-// outside wps_outputs_dir and directory modifications are ignored.
+// outside wps_outputs_dir and directory modifications are ignored. Like
+// every change, it holds the handler's lock, so it never runs during a
+// workspace's creation or removal.
 func (h *Handler) HandleFile(ctx context.Context, ev handlers.FileEvent) error {
 	if ev.Op == handlers.FileModified && ev.IsDir {
 		return nil // entries changed: they have their own events
@@ -210,62 +244,11 @@ func (h *Handler) HandleFile(ctx context.Context, ev handlers.FileEvent) error {
 	if rel, err := h.sourceRel(ev.Path); err != nil || rel == "" {
 		return nil
 	}
-	if _, err := h.reconcile(ctx, h.fileSession(), Scope{Path: ev.Path}, ReconcileOptions{}); err != nil {
+	mp := h.fileSession()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, err := h.reconcileLocked(ctx, mp, Scope{Path: ev.Path}, ReconcileOptions{}); err != nil {
 		return fmt.Errorf("%s: %w", ev.Name(), err)
 	}
 	return nil
-}
-
-// Resync implements handlers.Resyncer: a full incremental reconcile of the
-// WPS-output links and modes. Unlike the original, it also (re)creates the
-// notebooks symlinks of the existing workspaces of Magpie users.
-func (h *Handler) Resync(ctx context.Context) error {
-	_, err := h.Reconcile(ctx, Scope{}, ReconcileOptions{})
-	return err
-}
-
-// errNotSymlink is the original's FileExistsError text.
-var errNotSymlink = errors.New("Failed to create symlinked directory, since a non-symlink directory already exists at the targeted path") //nolint:staticcheck // the original's text
-
-// notebooks makes {workspace}/{user}/{notebooks_dir_name} a symlink to
-// {jupyterhub_user_data_dir}/{user}; a wrong target is replaced atomically,
-// a real file or directory there is an error.
-func (r *run) notebooks(user string) {
-	rel := path.Join(user, r.h.cfg.NotebooksDirName)
-	target := filepath.Join(r.h.cfg.JupyterhubUserDataDir, user)
-	st, err := r.ws.Lstat(rel)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
-		r.fail(OpSymlink, r.wsPath(rel), err)
-		return
-	case !st.IsSymlink():
-		r.fail(OpSymlink, r.wsPath(rel), fmt.Errorf("%w [%s]", errNotSymlink, r.wsPath(rel)))
-		return
-	default:
-		cur, err := r.ws.Readlink(rel)
-		if err != nil {
-			r.fail(OpSymlink, r.wsPath(rel), err)
-			return
-		}
-		if cur == target {
-			return
-		}
-	}
-	if !r.dry {
-		tmp := path.Join(user, ".cowbird-"+r.h.cfg.NotebooksDirName+".tmp")
-		if err := r.ws.RemoveAll(tmp); err != nil {
-			r.fail(OpSymlink, r.wsPath(rel), err)
-			return
-		}
-		if err := r.ws.Symlink(target, tmp); err != nil {
-			r.fail(OpSymlink, r.wsPath(rel), err)
-			return
-		}
-		if err := r.ws.Rename(tmp, rel); err != nil {
-			r.fail(OpSymlink, r.wsPath(rel), err)
-			return
-		}
-	}
-	r.note(OpSymlink, r.wsPath(rel), "")
 }

@@ -8,6 +8,15 @@
 // them with the disk by inode and applies only the difference. All file
 // operations go through safefs, so a symlink planted by a user is never
 // followed.
+//
+// The files, in reading order: filesystem.go (the handler), events.go (user,
+// permission and file events), resync.go (full, per-path and periodic
+// resyncs), reconcile.go (one run: its state and outcome), scope.go (what a
+// run covers: all, one user, one path), users.go (Magpie users, workspaces,
+// user link roots), walk.go (the side-by-side walk of a source directory
+// and its mirror: nodes, jobs, pool), plan.go (what each entry needs),
+// apply.go (the changes), access.go (who may read what), index.go
+// (directories known in sync), stats.go and metrics.go (what runs report).
 package filesystem
 
 import (
@@ -24,7 +33,6 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/cowbird-go/cowbird/config"
 	"github.com/cowbird-go/cowbird/handlers"
 	"github.com/cowbird-go/cowbird/magpie"
 	"github.com/cowbird-go/cowbird/safefs"
@@ -37,9 +45,7 @@ const Name = "FileSystem"
 const trashDir = ".trash"
 
 // Magpie is the part of the Magpie client the handler uses; *magpie.Client
-// satisfies it. When the value also has WithCache() *magpie.Client, each
-// event and reconcile run uses its own caching copy, so Magpie is asked
-// O(users + routes) times per run, not O(files).
+// satisfies it.
 type Magpie interface {
 	Users(ctx context.Context) ([]magpie.User, error)
 	User(ctx context.Context, name string) (magpie.User, error)
@@ -82,17 +88,23 @@ type Options struct {
 // Handler is the FileSystem handler. Its methods are safe for concurrent
 // use; changes to the disk are serialized.
 type Handler struct {
-	cfg   config.FileSystem
-	mp    Magpie
-	watch Watcher
-	log   *logrus.Entry
-	opts  Options
+	cfg      Config
+	sessions func() Magpie
+	watch    Watcher
+	log      *logrus.Entry
+	opts     Options
+	metrics  *reconcileMetrics
+
+	// after waits between periodic reconciles (time.After; tests replace it).
+	after func(time.Duration) <-chan time.Time
 
 	public   string // public link root, relative to workspace_dir
 	reserved map[string]bool
 
-	mu    sync.Mutex // serializes reconciles and workspace changes
-	index index      // leaf directories earlier reconciles found in sync
+	// mu serializes every change to the disk: reconciles, file events and
+	// workspace changes. Functions that need it held end in Locked.
+	mu    sync.Mutex
+	index index // leaf directories earlier reconciles found in sync
 
 	// fileSess is the Magpie session file events share for fileSessionTTL,
 	// so that a burst of new files asks Magpie once, not once per file; a
@@ -106,12 +118,15 @@ type Handler struct {
 	ws     *safefs.Root
 }
 
-// New checks cfg and returns the handler. mp is required; watch may be nil
-// (no monitoring, e.g. in benchmarks). Relative directories are taken
-// relative to the working directory, as the original does.
-func New(cfg config.FileSystem, mp Magpie, watch Watcher, log *logrus.Entry, opts Options) (*Handler, error) {
-	if mp == nil {
-		return nil, errors.New("filesystem handler: magpie client is required")
+// New checks cfg and returns the handler. sessions returns the Magpie
+// client one event or run uses, e.g. a caching copy of a shared client
+// (*magpie.Client.WithCache), so that Magpie is asked O(users + routes)
+// times per run, not O(files); it is required. watch may be nil (no
+// monitoring, e.g. in benchmarks). Relative directories are taken relative
+// to the working directory, as the original does.
+func New(cfg Config, sessions func() Magpie, watch Watcher, log *logrus.Entry, opts Options) (*Handler, error) {
+	if sessions == nil {
+		return nil, errors.New("filesystem handler: magpie sessions are required")
 	}
 	if log == nil {
 		return nil, errors.New("filesystem handler: logger is required")
@@ -131,12 +146,7 @@ func New(cfg config.FileSystem, mp Magpie, watch Watcher, log *logrus.Entry, opt
 		}
 		*d.val = abs
 	}
-	cfg.SecureDataProxyName = or(cfg.SecureDataProxyName, config.DefaultSecureDataProxyName)
-	cfg.WPSOutputsResName = or(cfg.WPSOutputsResName, config.DefaultWPSOutputsResName)
-	cfg.NotebooksDirName = or(cfg.NotebooksDirName, config.DefaultNotebooksDirName)
-	cfg.UserWPSOutputsDirName = or(cfg.UserWPSOutputsDirName, config.DefaultUserWPSOutputsDirName)
-	cfg.PublicWorkspaceWPSOutputsSubpath = or(cfg.PublicWorkspaceWPSOutputsSubpath, config.DefaultPublicWorkspaceWPSOutputsSubpath)
-	cfg.OnUserDeleted = config.UserDeletedPolicy(or(string(cfg.OnUserDeleted), string(config.DeleteWorkspace)))
+	cfg = cfg.withDefaults()
 	for _, n := range []struct{ key, val string }{
 		{"notebooks_dir_name", cfg.NotebooksDirName}, {"user_wps_outputs_dir_name", cfg.UserWPSOutputsDirName},
 		{"wps_outputs_res_name", cfg.WPSOutputsResName},
@@ -153,9 +163,9 @@ func New(cfg config.FileSystem, mp Magpie, watch Watcher, log *logrus.Entry, opt
 		errs = append(errs, fmt.Errorf("public_workspace_wps_outputs_subpath %q: must be a relative path inside workspace_dir", cfg.PublicWorkspaceWPSOutputsSubpath))
 	}
 	switch cfg.OnUserDeleted {
-	case config.DeleteWorkspace, config.ArchiveWorkspace:
+	case DeleteWorkspace, ArchiveWorkspace:
 	default:
-		errs = append(errs, fmt.Errorf("on_user_deleted: must be %q or %q, got %q", config.DeleteWorkspace, config.ArchiveWorkspace, cfg.OnUserDeleted))
+		errs = append(errs, fmt.Errorf("on_user_deleted: must be %q or %q, got %q", DeleteWorkspace, ArchiveWorkspace, cfg.OnUserDeleted))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("filesystem handler config: %w", err)
@@ -165,18 +175,12 @@ func New(cfg config.FileSystem, mp Magpie, watch Watcher, log *logrus.Entry, opt
 	}
 	first, _, _ := strings.Cut(public, "/")
 	return &Handler{
-		cfg: cfg, mp: mp, watch: watch, log: log, opts: opts, public: public,
+		cfg: cfg, sessions: sessions, watch: watch, log: log, opts: opts, public: public,
+		metrics: newReconcileMetrics(), after: time.After,
 		// A user named like these would share their workspace with the
 		// public links (cowbird.md §8.4) or the archive.
 		reserved: map[string]bool{first: true, trashDir: true},
 	}, nil
-}
-
-func or(v, def string) string {
-	if v == "" {
-		return def
-	}
-	return v
 }
 
 // Name implements handlers.Handler.
@@ -235,15 +239,6 @@ func (h *Handler) root(r **safefs.Root, path string) (*safefs.Root, error) {
 	return *r, nil
 }
 
-// session returns the Magpie client for one event or run: a caching copy
-// when the client offers one.
-func (h *Handler) session() Magpie {
-	if c, ok := h.mp.(interface{ WithCache() *magpie.Client }); ok {
-		return c.WithCache()
-	}
-	return h.mp
-}
-
 // fileSessionTTL bounds how long file events reuse Magpie's answers. A
 // permission changed in Magpie without a webhook reaches new files after at
 // most this long (and existing files at the next reconcile).
@@ -254,7 +249,7 @@ func (h *Handler) fileSession() Magpie {
 	h.fileMu.Lock()
 	defer h.fileMu.Unlock()
 	if h.fileSess == nil || time.Now().After(h.fileSessEnd) {
-		h.fileSess, h.fileSessEnd = h.session(), time.Now().Add(fileSessionTTL)
+		h.fileSess, h.fileSessEnd = h.sessions(), time.Now().Add(fileSessionTTL)
 	}
 	return h.fileSess
 }
@@ -283,4 +278,6 @@ var (
 	_ handlers.PermissionHandler = (*Handler)(nil)
 	_ handlers.FileHandler       = (*Handler)(nil)
 	_ handlers.Resyncer          = (*Handler)(nil)
+	_ handlers.PathResyncer      = (*Handler)(nil)
+	_ handlers.Collector         = (*Handler)(nil)
 )

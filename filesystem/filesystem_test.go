@@ -11,7 +11,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/cowbird-go/cowbird/config"
 	"github.com/cowbird-go/cowbird/filesystem"
 	"github.com/cowbird-go/cowbird/handlers"
 )
@@ -382,7 +381,7 @@ func TestHandleFile(t *testing.T) {
 }
 
 func TestUserDeleted(t *testing.T) {
-	for _, policy := range []config.UserDeletedPolicy{config.DeleteWorkspace, config.ArchiveWorkspace} {
+	for _, policy := range []filesystem.UserDeletedPolicy{filesystem.DeleteWorkspace, filesystem.ArchiveWorkspace} {
 		t.Run(string(policy), func(t *testing.T) {
 			e := newEnv(t, []string{"alice"})
 			cfg := e.cfg
@@ -396,7 +395,7 @@ func TestUserDeleted(t *testing.T) {
 				t.Fatal("notebooks target removed")
 			}
 			archived, _ := filepath.Glob(filepath.Join(e.ws, ".trash", "alice-*", "notes.txt"))
-			if got := len(archived); (policy == config.ArchiveWorkspace) != (got == 1) {
+			if got := len(archived); (policy == filesystem.ArchiveWorkspace) != (got == 1) {
 				t.Errorf("archived copies: %d", got)
 			}
 			must(t, h.UserDeleted(ctx(t), handlers.UserEvent{Action: handlers.Deleted, UserName: "alice"}))
@@ -476,17 +475,17 @@ func TestStartAndOwnWrites(t *testing.T) {
 
 func TestNewRejectsBadConfig(t *testing.T) {
 	cases := map[string]struct {
-		cfg  config.FileSystem
+		cfg  filesystem.Config
 		want string
 	}{
-		"missing dirs":     {config.FileSystem{}, "workspace_dir: required"},
-		"escaping public":  {config.FileSystem{WorkspaceDir: "/a", JupyterhubUserDataDir: "/b", WPSOutputsDir: "/c", PublicWorkspaceWPSOutputsSubpath: "../x"}, "public_workspace_wps_outputs_subpath"},
-		"bad policy":       {config.FileSystem{WorkspaceDir: "/a", JupyterhubUserDataDir: "/b", WPSOutputsDir: "/c", OnUserDeleted: "keep"}, "on_user_deleted"},
-		"slash in dirname": {config.FileSystem{WorkspaceDir: "/a", JupyterhubUserDataDir: "/b", WPSOutputsDir: "/c", NotebooksDirName: "a/b"}, "notebooks_dir_name"},
+		"missing dirs":     {filesystem.Config{}, "workspace_dir: required"},
+		"escaping public":  {filesystem.Config{WorkspaceDir: "/a", JupyterhubUserDataDir: "/b", WPSOutputsDir: "/c", PublicWorkspaceWPSOutputsSubpath: "../x"}, "public_workspace_wps_outputs_subpath"},
+		"bad policy":       {filesystem.Config{WorkspaceDir: "/a", JupyterhubUserDataDir: "/b", WPSOutputsDir: "/c", OnUserDeleted: "keep"}, "on_user_deleted"},
+		"slash in dirname": {filesystem.Config{WorkspaceDir: "/a", JupyterhubUserDataDir: "/b", WPSOutputsDir: "/c", NotebooksDirName: "a/b"}, "notebooks_dir_name"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
-			_, err := filesystem.New(c.cfg, newEnv(t, nil).client, nil, quietLog(), filesystem.Options{})
+			_, err := filesystem.New(c.cfg, newEnv(t, nil).sessions, nil, quietLog(), filesystem.Options{})
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Errorf("err = %v, want mention of %s", err, c.want)
 			}

@@ -15,7 +15,6 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/cowbird-go/cowbird/config"
 	"github.com/cowbird-go/cowbird/filesystem"
 	"github.com/cowbird-go/cowbird/magpie"
 	"github.com/cowbird-go/cowbird/magpie/magpietest"
@@ -31,7 +30,7 @@ type env struct {
 	routeID           int // secure-data-proxy/wps_outputs
 	ids               map[string]int
 	h                 *filesystem.Handler
-	cfg               config.FileSystem
+	cfg               filesystem.Config
 }
 
 func quietLog() *logrus.Entry {
@@ -65,21 +64,24 @@ func newEnv(t testing.TB, users []string, withWorkspace ...string) *env {
 	}
 	e.client = magpie.NewClient(magpie.ClientOptions{URL: e.mg.URL(), AdminUser: "admin", AdminPassword: "qwertyqwerty",
 		HTTPClient: &http.Client{Timeout: 10 * time.Second}})
-	e.cfg = config.FileSystem{WorkspaceDir: e.ws, JupyterhubUserDataDir: e.jh, WPSOutputsDir: e.wps}
+	e.cfg = filesystem.Config{WorkspaceDir: e.ws, JupyterhubUserDataDir: e.jh, WPSOutputsDir: e.wps}
 	e.h = e.newHandler(e.cfg, nil)
 	return e
 }
 
-func (e *env) newHandler(cfg config.FileSystem, w filesystem.Watcher) *filesystem.Handler {
+func (e *env) newHandler(cfg filesystem.Config, w filesystem.Watcher) *filesystem.Handler {
 	return e.handler(cfg, w, filesystem.Options{Workers: 4})
 }
 
-func (e *env) handler(cfg config.FileSystem, w filesystem.Watcher, opts filesystem.Options) *filesystem.Handler {
-	h, err := filesystem.New(cfg, e.client, w, quietLog(), opts)
+func (e *env) handler(cfg filesystem.Config, w filesystem.Watcher, opts filesystem.Options) *filesystem.Handler {
+	h, err := filesystem.New(cfg, e.sessions, w, quietLog(), opts)
 	must(e.t, err)
 	e.t.Cleanup(func() { _ = h.Close() })
 	return h
 }
+
+// sessions gives the handler a caching copy of the client per event or run.
+func (e *env) sessions() filesystem.Magpie { return e.client.WithCache() }
 
 // file writes a WPS output with mode and returns its absolute path.
 func (e *env) file(rel string, mode os.FileMode) string {

@@ -3,6 +3,7 @@ package filesystem
 import (
 	"context"
 	"encoding/binary"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -253,11 +254,11 @@ func (x *index) put(src string, l *leaf) {
 		x.leaves = map[string]*leaf{}
 	}
 	x.leaves[src] = l
-	x.markDirty(src)
+	x.markDirtyLocked(src)
 }
 
-// markDirty notes that src changed since the last save.
-func (x *index) markDirty(src string) {
+// markDirtyLocked notes that src changed since the last save; x.mu is held.
+func (x *index) markDirtyLocked(src string) {
 	if x.dirty == nil {
 		x.dirty = map[string]bool{}
 	}
@@ -271,7 +272,104 @@ func (x *index) sweep(gen uint64) {
 	for k, l := range x.leaves {
 		if l.gen != gen {
 			delete(x.leaves, k)
-			x.markDirty(k)
+			x.markDirtyLocked(k)
 		}
 	}
+}
+
+// leafID is the id of j's source directory, taken before its listing, when
+// the pair may become a leaf of the index: a walked mirror that is open,
+// and whole listings.
+func leafID(j job) (dirID, bool) {
+	if j.mirror == nil || !j.mirror.walked || j.only != "" || j.src == nil || j.mirrorDir == nil {
+		return dirID{}, false
+	}
+	st, err := j.src.Stat()
+	return idOf(st), err == nil
+}
+
+// record indexes j's directory pair, whose source had srcID, when the plan
+// p found it a leaf in sync: no subdirectory, every file linked as it
+// should be, nothing stale, others r-x on the mirror, and both directories
+// old enough (see DefaultIndexAge).
+func (r *run) record(j job, srcID dirID, p plan) {
+	m := j.mirror
+	if len(p.subdirs) > 0 || len(p.links) > 0 || p.changed || !p.wanted || m.mode&0o7 != 0o5 ||
+		srcID.ctime >= r.indexBefore || m.id.ctime >= r.indexBefore {
+		return
+	}
+	r.handler.index.put(j.src.Rel(), &leaf{mirror: m.rel, src: srcID, dst: m.id, files: p.sources,
+		names: strings.Join(p.names, "/"), readable: slices.Clip(p.readable), gen: r.gen})
+}
+
+// indexed settles the subdirectory name of j, mirrored by n, from the
+// index when neither directory changed since a run found them in sync: a
+// public pair costs two fstatat; a user's pair the open of the source
+// directory and an lstat and access check per file. It reports whether it
+// did; when not, src is the source directory if it opened it. The error is
+// Magpie's, fatal.
+func (r *run) indexed(ctx context.Context, j job, name string, n *node) (done bool, src *safefs.Dir, err error) {
+	l := r.handler.index.get(j.src.Join(name), n.rel, r.gen)
+	if l == nil {
+		return false, nil, nil
+	}
+	mst, err := j.mirrorDir.Lstat(name)
+	if err != nil || !mst.IsDir() || idOf(mst) != l.dst {
+		return false, nil, nil
+	}
+	if j.owner == "" {
+		st, err := j.src.Lstat(name)
+		if err != nil || !st.IsDir() || idOf(st) != l.src {
+			return false, nil, nil
+		}
+	} else {
+		inSync, src, err := r.indexedUserDir(ctx, j, name, l)
+		if !inSync || err != nil {
+			return false, src, err
+		}
+	}
+	n.state, n.mode, n.id = isDir, mst.Mode, idOf(mst)
+	r.mu.Lock()
+	r.stats.Sources += l.files
+	r.stats.Indexed++
+	r.mu.Unlock()
+	r.keep(n)
+	j.mirror.content.Store(true)
+	return true, nil, nil
+}
+
+// indexedUserDir checks the user directory name of j against its leaf l:
+// the same directory, the same regular files, each with the same access
+// (and its mode fixed if it differs). When not in sync, src is the source
+// directory if it opened it.
+func (r *run) indexedUserDir(ctx context.Context, j job, name string, l *leaf) (inSync bool, src *safefs.Dir, err error) {
+	if src, err = j.src.OpenDir(name); err != nil {
+		return false, nil, nil
+	}
+	st, err := src.Stat()
+	if err != nil || idOf(st) != l.src {
+		return false, src, nil
+	}
+	dirRoute := r.access.dir(src.Rel())
+	i := -1
+	for f := range strings.SplitSeq(l.names, "/") {
+		i++
+		st, err := src.Lstat(f)
+		if err != nil || !st.Mode.IsRegular() {
+			return false, src, nil
+		}
+		read, err := r.access.readable(ctx, j.owner, dirRoute.file(f))
+		if err != nil {
+			src.Close()
+			return false, nil, err
+		}
+		if read != l.readable[i] {
+			return false, src, nil // access changed: the links too
+		}
+		if st.Mode&0o7 != others(read) {
+			r.sourceMode(src.Join(f), read)
+		}
+	}
+	src.Close()
+	return true, nil, nil
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/cowbird-go/cowbird/config"
 	"github.com/cowbird-go/cowbird/handlers"
 	"github.com/cowbird-go/cowbird/safefs"
 )
@@ -66,11 +65,12 @@ type Handler struct {
 	opts  Options
 }
 
-// New returns the Geoserver handler for cfg. It opens cfg.WorkspaceDir,
-// which must exist, and binds jobs to run its GeoServer steps through gs.
-func New(cfg config.Geoserver, gs *Client, mp Magpie, watch Watcher, jobs *Jobs, log *logrus.Entry, opts Options) (*Handler, error) {
+// New returns the Geoserver handler for the user workspaces under
+// workspaceDir, which must exist, and binds jobs to run its GeoServer steps
+// through gs.
+func New(workspaceDir string, gs *Client, mp Magpie, watch Watcher, jobs *Jobs, log *logrus.Entry, opts Options) (*Handler, error) {
 	var errs []error
-	if cfg.WorkspaceDir == "" {
+	if workspaceDir == "" {
 		errs = append(errs, errors.New("workspace_dir is empty"))
 	}
 	for _, arg := range []struct {
@@ -84,7 +84,7 @@ func New(cfg config.Geoserver, gs *Client, mp Magpie, watch Watcher, jobs *Jobs,
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("new geoserver handler: %w", err)
 	}
-	dir, err := filepath.Abs(cfg.WorkspaceDir)
+	dir, err := filepath.Abs(workspaceDir)
 	if err != nil {
 		return nil, fmt.Errorf("new geoserver handler: workspace_dir: %w", err)
 	}

@@ -12,7 +12,6 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/cowbird-go/cowbird/config"
 	"github.com/cowbird-go/cowbird/geoserver/geoservertest"
 	"github.com/cowbird-go/cowbird/handlers"
 	"github.com/cowbird-go/cowbird/magpie"
@@ -65,7 +64,7 @@ func newEnv(t *testing.T, mopts magpietest.Options) *env {
 	e.mon = monitor.New(monitor.Options{Sink: func(context.Context, handlers.FileEvent) error { return nil }})
 	e.watch = e.mon
 	// Validation retries without bound here: the tests decide when files come.
-	e.jopts = JobsOptions{Backoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, MaxValidateRetries: 1 << 30}
+	e.jopts = JobsOptions{Backoff: handlers.Backoff{Base: time.Millisecond, Max: 5 * time.Millisecond}, MaxValidateRetries: 1 << 30}
 	if err := os.Mkdir(filepath.Join(e.dir, "alice"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -82,8 +81,7 @@ func (e *env) start() {
 		e.t.Fatal(err)
 	}
 	e.jobs = NewJobs(e.db, e.jopts)
-	cfg := config.Geoserver{URL: e.gs.URL(), WorkspaceDir: e.dir}
-	if e.h, err = New(cfg, e.client, e.mc, e.watch, e.jobs, testLog(), Options{}); err != nil {
+	if e.h, err = New(e.dir, e.client, e.mc, e.watch, e.jobs, testLog(), Options{}); err != nil {
 		e.t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -252,7 +250,7 @@ func TestHandlerBadInput(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "user workspace") {
 		t.Errorf("UserCreated(bob without workspace) = %v", err)
 	}
-	_, err = New(config.Geoserver{}, nil, e.mc, e.watch, e.jobs, testLog(), Options{})
+	_, err = New("", nil, e.mc, e.watch, e.jobs, testLog(), Options{})
 	if err == nil || !strings.Contains(err.Error(), "workspace_dir") || !strings.Contains(err.Error(), "client") {
 		t.Errorf("New(bad) = %v, want errors naming workspace_dir and client", err)
 	}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -74,10 +73,9 @@ type JobStore interface {
 	Jobs(ctx context.Context) ([][]byte, error)
 }
 
-// Retry policy defaults (cowbird.md §5.4).
+// Retry policy defaults (cowbird.md §5.4); the backoff's are those of
+// handlers.Backoff (1 s doubling up to 600 s, full jitter).
 const (
-	DefaultBackoff            = time.Second
-	DefaultMaxBackoff         = 600 * time.Second
 	DefaultMaxRetries         = 15
 	DefaultMaxValidateRetries = 8
 	// DefaultKeepFailed is how many failed jobs are kept for Status.
@@ -86,10 +84,9 @@ const (
 
 // JobsOptions configures Jobs; zero fields take the defaults above.
 type JobsOptions struct {
-	// Backoff is the base delay: retry n waits a random time up to
-	// min(MaxBackoff, Backoff·2ⁿ) (exponential backoff with full jitter).
-	Backoff    time.Duration
-	MaxBackoff time.Duration
+	// Backoff spaces the retries of a step: retry n waits a random time up
+	// to min(Max, Base·2ⁿ); its zero value is the original's policy.
+	Backoff handlers.Backoff
 	// MaxRetries bounds the retries of a GeoServer step on retryable errors.
 	MaxRetries int
 	// MaxValidateRetries bounds the retries of validate_shapefile while
@@ -132,12 +129,6 @@ type Jobs struct {
 // NewJobs returns a job runner persisting into db. A Handler made with New
 // runs its steps; call Run to execute them.
 func NewJobs(db JobStore, opts JobsOptions) *Jobs {
-	if opts.Backoff <= 0 {
-		opts.Backoff = DefaultBackoff
-	}
-	if opts.MaxBackoff <= 0 {
-		opts.MaxBackoff = DefaultMaxBackoff
-	}
 	if opts.MaxRetries <= 0 {
 		opts.MaxRetries = DefaultMaxRetries
 	}
@@ -303,7 +294,7 @@ func (j *Jobs) runJob(ctx context.Context, exec func(context.Context, Step) erro
 				j.save(ctx, job, cur)
 			}
 		case cur.Retries < j.maxRetries(step, err):
-			delay := j.backoff(cur.Retries)
+			delay := j.opts.Backoff.Delay(cur.Retries)
 			cur.Retries++
 			j.log.WithError(err).WithFields(logrus.Fields{"job": cur.ID, "step": step.Kind, "retry": cur.Retries}).
 				Debugf("retrying in %s", delay)
@@ -343,17 +334,6 @@ func (j *Jobs) maxRetries(step Step, err error) int {
 		return j.opts.MaxRetries
 	}
 	return 0
-}
-
-// backoff is a random delay in [0, min(MaxBackoff, Backoff·2^retries)].
-func (j *Jobs) backoff(retries int) time.Duration {
-	limit := j.opts.MaxBackoff
-	if retries < 32 {
-		if d := j.opts.Backoff << retries; d > 0 && d < limit {
-			limit = d
-		}
-	}
-	return rand.N(limit + 1)
 }
 
 // fail records job as failed: logged, counted, kept for Status.

@@ -101,12 +101,13 @@ func TestGeoserverErrorStopsChain(t *testing.T) {
 	}
 }
 
-func TestBackoffBounds(t *testing.T) {
-	j := NewJobs(nil, JobsOptions{Backoff: time.Second, MaxBackoff: 600 * time.Second})
+func TestRetryPolicy(t *testing.T) {
+	j := NewJobs(nil, JobsOptions{})
+	// The original's policy (cowbird.md §5.4) is handlers.Backoff's zero value.
 	for n, limit := range map[int]time.Duration{0: time.Second, 3: 8 * time.Second, 9: 512 * time.Second, 10: 600 * time.Second, 100: 600 * time.Second} {
 		for range 50 {
-			if d := j.backoff(n); d < 0 || d > limit {
-				t.Fatalf("backoff(%d) = %s, want within [0, %s]", n, d, limit)
+			if d := j.opts.Backoff.Delay(n); d < 0 || d > limit {
+				t.Fatalf("Backoff.Delay(%d) = %s, want within [0, %s]", n, d, limit)
 			}
 		}
 	}

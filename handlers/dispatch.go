@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -18,11 +17,11 @@ type Options struct {
 	Journal Journal
 	// Observe, if set, is called after every handler call.
 	Observe func(handler string, ev Event, took time.Duration, err error)
-	// RetryBase and RetryMax bound the exponential backoff (with full
-	// jitter) between attempts of a transient failure; MaxAttempts bounds
-	// their number. Defaults: 1s, 10m, 15 (the original's Celery policy).
-	RetryBase, RetryMax time.Duration
-	MaxAttempts         int
+	// Backoff spaces the attempts of a transient failure; its zero value
+	// is the original's Celery policy (1s doubling up to 10m, full jitter).
+	Backoff Backoff
+	// MaxAttempts bounds the number of attempts; default 15.
+	MaxAttempts int
 }
 
 // Dispatcher runs events through the registry's active handlers in priority
@@ -41,7 +40,25 @@ type Dispatcher struct {
 	// that wait for a retry or a replay, for supersede.
 	waiting map[string]map[uint64]map[string]bool
 	wake    chan struct{}
+	// newTimer makes the timers Run waits on; tests replace it.
+	newTimer func(time.Duration) timer
 }
+
+// timer is the part of a *time.Timer that Run uses.
+type timer interface {
+	// Chan returns the channel the timer fires on.
+	Chan() <-chan time.Time
+	// Stop stops the timer, as time.Timer.Stop.
+	Stop() bool
+}
+
+// sysTimer is a timer from package time.
+type sysTimer struct{ *time.Timer }
+
+// Chan implements timer.
+func (t sysTimer) Chan() <-chan time.Time { return t.C }
+
+func newSysTimer(d time.Duration) timer { return sysTimer{time.NewTimer(d)} }
 
 type keyLock struct {
 	mu   sync.Mutex
@@ -50,12 +67,7 @@ type keyLock struct {
 
 // NewDispatcher returns a dispatcher over reg.
 func NewDispatcher(reg *Registry, log *logrus.Entry, opts Options) *Dispatcher {
-	if opts.RetryBase <= 0 {
-		opts.RetryBase = time.Second
-	}
-	if opts.RetryMax <= 0 {
-		opts.RetryMax = 10 * time.Minute
-	}
+	opts.Backoff = opts.Backoff.withDefaults()
 	if opts.MaxAttempts <= 0 {
 		opts.MaxAttempts = 15
 	}
@@ -65,17 +77,19 @@ func NewDispatcher(reg *Registry, log *logrus.Entry, opts Options) *Dispatcher {
 		inflight: map[uint64]bool{},
 		waiting:  map[string]map[uint64]map[string]bool{},
 		wake:     make(chan struct{}, 1),
+		newTimer: newSysTimer,
 	}
 }
 
 // Registry returns the registry the dispatcher runs.
 func (d *Dispatcher) Registry() *Registry { return d.reg }
 
-// targets lists the active handlers that have the capability for ev; the
-// others log the original's "not implemented" line.
-func (d *Dispatcher) targets(ev Event) []string {
+// targets lists, in dispatch order, the active handlers that have the
+// capability for ev and that keep (nil: all) accepts; the handlers without
+// the capability log the original's "not implemented" line.
+func (d *Dispatcher) targets(ev Event, keep func(Handler) bool) []string {
 	if fe, ok := ev.(FileEvent); ok {
-		return []string{fe.Handler}
+		return d.fileTargets(fe, keep)
 	}
 	var names []string
 	for _, h := range d.reg.Active() {
@@ -86,12 +100,32 @@ func (d *Dispatcher) targets(ev Event) []string {
 		case PermissionEvent:
 			_, ok = h.(PermissionHandler)
 		}
-		if ok {
-			names = append(names, h.Name())
+		if !ok {
+			d.log.WithFields(logrus.Fields{"handler": h.Name(), "event": ev.Name()}).
+				Infof("Event [%s] for handler [%s] is not implemented", ev.Name(), h.Name())
 			continue
 		}
-		d.log.WithFields(logrus.Fields{"handler": h.Name(), "event": ev.Name()}).
-			Infof("Event [%s] for handler [%s] is not implemented", ev.Name(), h.Name())
+		if keep == nil || keep(h) {
+			names = append(names, h.Name())
+		}
+	}
+	return names
+}
+
+// fileTargets lists the handler whose watch saw ev and, when it shares its
+// file events, the active FileObservers.
+func (d *Dispatcher) fileTargets(ev FileEvent, keep func(Handler) bool) []string {
+	var names []string
+	if h, ok := d.reg.Lookup(ev.Handler); !ok || keep == nil || keep(h) {
+		names = append(names, ev.Handler)
+	}
+	if !d.reg.sharesFiles(ev.Handler) {
+		return names
+	}
+	for _, h := range d.reg.Active() {
+		if _, ok := h.(FileObserver); ok && h.Name() != ev.Handler && (keep == nil || keep(h)) {
+			names = append(names, h.Name())
+		}
 	}
 	return names
 }
@@ -102,7 +136,7 @@ func (d *Dispatcher) Dispatch(ctx context.Context, ev Event) error {
 		d.log.WithField("event", ev.Name()).Warn("no active handler: event ignored")
 		return nil
 	}
-	return d.run(ctx, Record{Event: ev, Pending: d.targets(ev)})
+	return d.run(ctx, Record{Event: ev, Pending: d.targets(ev, nil)})
 }
 
 // Submit journals ev (when a journal is set), then dispatches it. It returns
@@ -110,14 +144,23 @@ func (d *Dispatcher) Dispatch(ctx context.Context, ev Event) error {
 // that failed transiently, or were not reached before ctx ended, stay pending
 // and are retried by Run.
 func (d *Dispatcher) Submit(ctx context.Context, ev Event) (uint64, error) {
-	if d.opts.Journal == nil {
-		return 0, d.Dispatch(ctx, ev)
-	}
+	return d.SubmitTo(ctx, ev, nil)
+}
+
+// SubmitTo is Submit for the active handlers that have the event's capability
+// and for which keep returns true (nil keeps them all): only those are
+// journaled as pending, run (in dispatch order, under the event key's lock)
+// and retried.
+func (d *Dispatcher) SubmitTo(ctx context.Context, ev Event, keep func(Handler) bool) (uint64, error) {
 	if len(d.reg.Active()) == 0 {
 		d.log.WithField("event", ev.Name()).Warn("no active handler: event ignored")
 		return 0, nil
 	}
-	rec, err := d.opts.Journal.Append(ctx, ev, d.targets(ev))
+	targets := d.targets(ev, keep)
+	if d.opts.Journal == nil {
+		return 0, d.run(ctx, Record{Event: ev, Pending: targets})
+	}
+	rec, err := d.opts.Journal.Append(ctx, ev, targets)
 	if err != nil {
 		return 0, fmt.Errorf("journal %s: %w", ev.Name(), err)
 	}
@@ -193,8 +236,11 @@ func (d *Dispatcher) call(ctx context.Context, name string, ev Event) (err error
 			return ph.PermissionDeleted(ctx, ev)
 		}
 	case FileEvent:
-		if fh, ok := h.(FileHandler); ok {
+		if fh, ok := h.(FileHandler); ok && ev.Handler == name {
 			return fh.HandleFile(ctx, ev)
+		}
+		if fo, ok := h.(FileObserver); ok && ev.Handler != name {
+			return fo.ObserveFile(ctx, ev)
 		}
 		return nil
 	}
@@ -221,7 +267,7 @@ func (d *Dispatcher) record(ctx context.Context, rec Record, name string, err er
 	}
 	var retryAt time.Time
 	if IsTransient(err) && rec.Attempts+1 < d.opts.MaxAttempts {
-		retryAt = time.Now().Add(d.backoff(rec.Attempts))
+		retryAt = time.Now().Add(d.opts.Backoff.Delay(rec.Attempts))
 	}
 	if jerr := j.Fail(ctx, rec.ID, name, err.Error(), retryAt); jerr != nil {
 		return fmt.Errorf("journal event %d failure for %s: %w", rec.ID, name, jerr)
@@ -281,17 +327,6 @@ func (d *Dispatcher) supersede(ctx context.Context, rec Record, name string) err
 	return nil
 }
 
-// backoff is min(RetryMax, RetryBase*2^attempt) with full jitter.
-func (d *Dispatcher) backoff(attempt int) time.Duration {
-	limit := d.opts.RetryMax
-	if attempt < 30 {
-		if b := d.opts.RetryBase << attempt; b > 0 && b < limit {
-			limit = b
-		}
-	}
-	return time.Duration(rand.Int64N(int64(limit) + 1))
-}
-
 func (d *Dispatcher) poke() {
 	select {
 	case d.wake <- struct{}{}:
@@ -335,21 +370,30 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		next, err := d.replayDue(ctx)
 		if err != nil {
 			d.log.WithError(err).Error("journal replay")
-			next = time.Now().Add(d.opts.RetryBase)
+			next = time.Now().Add(d.opts.Backoff.Base)
 		}
-		var timer <-chan time.Time
-		if !next.IsZero() {
-			t := time.NewTimer(time.Until(next))
-			defer t.Stop()
-			timer = t.C
-		}
-		select {
-		case <-ctx.Done():
+		if !d.wait(ctx, next) {
 			return nil
-		case <-d.wake:
-		case <-timer:
 		}
 	}
+}
+
+// wait blocks until a poke, until next (unless it is zero) or until ctx ends,
+// and reports whether ctx is still live. Its timer is stopped on return.
+func (d *Dispatcher) wait(ctx context.Context, next time.Time) bool {
+	var due <-chan time.Time
+	if !next.IsZero() {
+		t := d.newTimer(time.Until(next))
+		defer t.Stop()
+		due = t.Chan()
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-d.wake:
+	case <-due:
+	}
+	return true
 }
 
 // loadWaiting indexes the unfinished events a previous run left behind.

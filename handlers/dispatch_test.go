@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -153,6 +154,39 @@ func TestFileEventGoesToItsHandlerOnly(t *testing.T) {
 	}
 }
 
+// observer sees the file events of the handlers that share them.
+type observer struct{ recorder }
+
+func (o *observer) ObserveFile(_ context.Context, ev FileEvent) error { return o.handle(ev) }
+
+func TestFileObserversGetSharedFileEvents(t *testing.T) {
+	log := &callLog{}
+	reg, _ := NewRegistry(
+		Registration{Handler: &recorder{name: "FileSystem", log: log}, Active: true, ShareFiles: true},
+		Registration{Handler: &recorder{name: "Catalog", log: log}, Active: true},
+		Registration{Handler: &observer{recorder{name: "Hooks", log: log}}, Active: true},
+		Registration{Handler: &observer{recorder{name: "Idle", log: log}}, Active: false},
+	)
+	d := NewDispatcher(reg, quietLog(), Options{})
+	for _, owner := range []string{"FileSystem", "Catalog"} {
+		if err := d.Dispatch(context.Background(), FileEvent{Op: FileCreated, Path: "/" + owner, Handler: owner}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"FileSystem:on_created:file:/FileSystem", "Hooks:on_created:file:/FileSystem", "Catalog:on_created:file:/Catalog"}
+	if got := log.list(); !slices.Equal(got, want) {
+		t.Fatalf("calls = %v, want %v (an observer gets only shared events, an inactive one none)", log.list(), want)
+	}
+	kept, err := d.SubmitTo(context.Background(), FileEvent{Op: FileDeleted, Path: "/y", Handler: "FileSystem"},
+		func(h Handler) bool { return h.Name() != "Hooks" })
+	if err != nil || kept != 0 {
+		t.Fatalf("SubmitTo = %d, %v", kept, err)
+	}
+	if got := log.list(); len(got) != 4 || got[3] != "FileSystem:on_deleted:file:/y" {
+		t.Fatalf("calls after SubmitTo without Hooks = %v", got)
+	}
+}
+
 type resyncer struct {
 	plain
 	n int
@@ -201,9 +235,19 @@ type memJournal struct {
 	mu   sync.Mutex
 	next uint64
 	recs map[uint64]*Record
+	// appended keeps the handler list each record was appended with.
+	appended map[uint64][]string
 }
 
-func newMemJournal() *memJournal { return &memJournal{recs: map[uint64]*Record{}} }
+func newMemJournal() *memJournal {
+	return &memJournal{recs: map[uint64]*Record{}, appended: map[uint64][]string{}}
+}
+
+func (j *memJournal) appendedWith(id uint64) []string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.appended[id]
+}
 
 func (j *memJournal) Append(_ context.Context, ev Event, hs []string) (Record, error) {
 	j.mu.Lock()
@@ -211,6 +255,7 @@ func (j *memJournal) Append(_ context.Context, ev Event, hs []string) (Record, e
 	j.next++
 	r := &Record{ID: j.next, Received: time.Now(), Event: ev, Pending: slices.Clone(hs), Failed: map[string]string{}}
 	j.recs[r.ID] = r
+	j.appended[r.ID] = slices.Clone(hs)
 	c := *r
 	c.Pending = slices.Clone(hs)
 	return c, nil
@@ -279,7 +324,7 @@ func TestSubmitJournalsAndRetriesTransientFailures(t *testing.T) {
 		Registration{Handler: final, Active: true, Priority: prio(3)},
 	)
 	j := newMemJournal()
-	d := NewDispatcher(reg, quietLog(), Options{Journal: j, RetryBase: time.Millisecond, RetryMax: time.Millisecond})
+	d := NewDispatcher(reg, quietLog(), Options{Journal: j, Backoff: Backoff{Base: time.Millisecond, Max: time.Millisecond}})
 	ctx := context.Background()
 	id, err := d.Submit(ctx, UserEvent{Action: Created, UserName: "alice"})
 	if err == nil || !IsTransient(err) {
@@ -396,5 +441,234 @@ func TestSameKeyEventsAreSerialized(t *testing.T) {
 	wg.Wait()
 	if maxActive != 1 {
 		t.Fatalf("events with one key ran %d at a time", maxActive)
+	}
+}
+
+// timerCount is a timer factory for Run that counts the timers made and not
+// yet stopped. Its timers never fire.
+type timerCount struct {
+	mu            sync.Mutex
+	live, maxLive int
+	made          chan struct{}
+}
+
+type countedTimer struct {
+	c       *timerCount
+	stopped bool
+}
+
+func (t *countedTimer) Chan() <-chan time.Time { return nil }
+
+func (t *countedTimer) Stop() bool {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	if t.stopped {
+		return false
+	}
+	t.stopped = true
+	t.c.live--
+	return true
+}
+
+func (c *timerCount) newTimer(time.Duration) timer {
+	c.mu.Lock()
+	c.live++
+	c.maxLive = max(c.maxLive, c.live)
+	c.mu.Unlock()
+	c.made <- struct{}{}
+	return &countedTimer{c: c}
+}
+
+func (c *timerCount) counts() (live, maxLive int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.live, c.maxLive
+}
+
+// TestRunKeepsOneTimer wakes Run many times while an event waits for a retry
+// an hour away: each wake-up makes a new timer, and the previous one must be
+// stopped by then, not when Run returns.
+func TestRunKeepsOneTimer(t *testing.T) {
+	reg, _ := NewRegistry(Registration{Handler: &recorder{name: "A", log: &callLog{}}, Active: true})
+	j := newMemJournal()
+	ctx := context.Background()
+	rec, _ := j.Append(ctx, UserEvent{Action: Created, UserName: "alice"}, []string{"A"})
+	_ = j.Fail(ctx, rec.ID, "A", "down", time.Now().Add(time.Hour))
+
+	d := NewDispatcher(reg, quietLog(), Options{Journal: j})
+	tc := &timerCount{made: make(chan struct{})}
+	d.newTimer = tc.newTimer
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- d.Run(runCtx) }()
+
+	const wakeups = 50
+	deadline := time.After(10 * time.Second)
+	for i := range wakeups {
+		select {
+		case <-tc.made:
+		case err := <-done:
+			t.Fatalf("Run returned early: %v", err)
+		case <-deadline:
+			t.Fatalf("Run made %d timers, want %d", i, wakeups)
+		}
+		d.poke()
+	}
+	if live, maxLive := tc.counts(); maxLive > 1 {
+		t.Fatalf("after %d wake-ups: %d timers live, at most %d at once; want at most 1", wakeups, live, maxLive)
+	}
+	cancel()
+	for {
+		select {
+		case <-tc.made: // a last wake-up may make one more
+			continue
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("Run = %v", err)
+			}
+		case <-deadline:
+			t.Fatal("Run did not return after cancel")
+		}
+		break
+	}
+	if live, _ := tc.counts(); live != 0 {
+		t.Fatalf("%d timers left running after Run returned", live)
+	}
+}
+
+func notHooks(h Handler) bool { return h.Name() != "Hooks" }
+
+func TestSubmitToJournalsAndRunsOnlyKeptHandlers(t *testing.T) {
+	log := &callLog{}
+	var kept []string
+	keep := func(h Handler) bool {
+		kept = append(kept, h.Name())
+		return notHooks(h)
+	}
+	// Config order differs from dispatch order: Thredds, A, Hooks, B.
+	reg, _ := NewRegistry(
+		Registration{Handler: &recorder{name: "Hooks", log: log}, Active: true, Priority: prio(2)},
+		Registration{Handler: &recorder{name: "B", log: log}, Active: true, Priority: prio(3)},
+		Registration{Handler: &recorder{name: "Off", log: log}, Active: false, Priority: prio(0)},
+		Registration{Handler: &recorder{name: "A", log: log}, Active: true, Priority: prio(1)},
+		Registration{Handler: plain{"Thredds"}, Active: true, Priority: prio(0)},
+	)
+	j := newMemJournal()
+	d := NewDispatcher(reg, quietLog(), Options{Journal: j})
+	ctx := context.Background()
+	id, err := d.SubmitTo(ctx, UserEvent{Action: Created, UserName: "alice"}, keep)
+	if err != nil || id == 0 {
+		t.Fatalf("SubmitTo = %d, %v", id, err)
+	}
+	if got, want := j.appendedWith(id), []string{"A", "B"}; !slices.Equal(got, want) {
+		t.Errorf("journaled handlers = %v, want %v", got, want)
+	}
+	if got, want := kept, []string{"A", "Hooks", "B"}; !slices.Equal(got, want) {
+		t.Errorf("keep asked about %v, want the capable active handlers %v", got, want)
+	}
+	if got, want := log.list(), []string{"A:user_created:user:alice", "B:user_created:user:alice"}; !slices.Equal(got, want) {
+		t.Errorf("calls = %v, want %v", got, want)
+	}
+	if pend, _ := j.Pending(ctx); len(pend) != 0 {
+		t.Errorf("pending = %+v, want none", pend)
+	}
+
+	// Submit is SubmitTo keeping all: the same list, Hooks included.
+	id, err = d.Submit(ctx, UserEvent{Action: Deleted, UserName: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := j.appendedWith(id), []string{"A", "Hooks", "B"}; !slices.Equal(got, want) {
+		t.Errorf("Submit journaled handlers = %v, want %v", got, want)
+	}
+
+	// A file event goes to its handler only if kept.
+	n := len(log.list())
+	id, err = d.SubmitTo(ctx, FileEvent{Op: FileCreated, Path: "/x", Handler: "Hooks"}, notHooks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := j.appendedWith(id); len(got) != 0 || len(log.list()) != n {
+		t.Errorf("file event for a dropped handler: journaled %v, calls %v", got, log.list()[n:])
+	}
+}
+
+// keyRefs counts the holders and waiters of key's lock.
+func (d *Dispatcher) keyRefs(key string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if k := d.keys[key]; k != nil {
+		return k.refs
+	}
+	return 0
+}
+
+func TestSubmitToWaitsForTheKeyLock(t *testing.T) {
+	log := &callLog{}
+	started, release := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int32
+	// A blocks in its first call, Submit's, until released.
+	a := &recorder{name: "A", log: log, fail: func(Event) error {
+		if calls.Add(1) == 1 {
+			close(started)
+			<-release
+		}
+		return nil
+	}}
+	reg, _ := NewRegistry(
+		Registration{Handler: a, Active: true, Priority: prio(1)},
+		Registration{Handler: &recorder{name: "Hooks", log: log}, Active: true, Priority: prio(2)},
+	)
+	d := NewDispatcher(reg, quietLog(), Options{Journal: newMemJournal()})
+	ctx := context.Background()
+	ev := UserEvent{Action: Created, UserName: "alice"}
+	deadline := time.After(10 * time.Second)
+	wait := func(ch <-chan error, what string) {
+		t.Helper()
+		select {
+		case err := <-ch:
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+		case <-deadline:
+			t.Fatalf("%s did not return", what)
+		}
+	}
+
+	submitted := make(chan error, 1)
+	go func() { _, err := d.Submit(ctx, ev); submitted <- err }()
+	select {
+	case <-started:
+	case <-deadline:
+		t.Fatal("Submit did not reach handler A")
+	}
+	resynced := make(chan error, 1)
+	go func() { _, err := d.SubmitTo(ctx, ev, notHooks); resynced <- err }()
+	// Wait (for a state, with a deadline) until SubmitTo asked for alice's
+	// lock: then it must not get further while Submit holds it.
+	for d.keyRefs(ev.Key()) < 2 {
+		select {
+		case err := <-resynced:
+			t.Fatalf("SubmitTo for alice returned (%v) while a Submit for alice was running", err)
+		case <-deadline:
+			t.Fatal("SubmitTo did not ask for alice's lock")
+		case <-time.After(time.Millisecond):
+		}
+	}
+	select {
+	case <-resynced:
+		t.Fatal("SubmitTo for alice returned while a Submit for alice was running")
+	default:
+	}
+	if got := log.list(); len(got) != 1 {
+		t.Fatalf("calls while Submit holds alice's lock = %v, want only Submit's A", got)
+	}
+	close(release)
+	wait(submitted, "Submit")
+	wait(resynced, "SubmitTo")
+	want := []string{"A:user_created:user:alice", "Hooks:user_created:user:alice", "A:user_created:user:alice"}
+	if got := log.list(); !slices.Equal(got, want) {
+		t.Fatalf("calls = %v, want %v (Submit's, then SubmitTo's without Hooks)", got, want)
 	}
 }

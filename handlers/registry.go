@@ -13,6 +13,9 @@ type Registration struct {
 	Active bool
 	// Priority orders handlers, lower first; nil means unset (last).
 	Priority *int
+	// ShareFiles offers the file events of the handler's watches to the
+	// active FileObservers too.
+	ShareFiles bool
 }
 
 // Registry holds the configured handlers sorted as the original sorts them:
@@ -60,6 +63,17 @@ func (r *Registry) Active() []Handler {
 
 // All returns every registration in dispatch order.
 func (r *Registry) All() []Registration { return append([]Registration(nil), r.all...) }
+
+// sharesFiles reports whether the active handler name shares its file
+// events with the FileObservers.
+func (r *Registry) sharesFiles(name string) bool {
+	for _, reg := range r.all {
+		if reg.Active && reg.Handler.Name() == name {
+			return reg.ShareFiles
+		}
+	}
+	return false
+}
 
 // Lookup returns the active handler with exactly that name.
 func (r *Registry) Lookup(name string) (Handler, bool) {

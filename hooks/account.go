@@ -111,11 +111,11 @@ func sudoAction(sudo string, a account, act session.Action) session.Action {
 	return act
 }
 
-// Check verifies, once at start-up, what hooks need to run: when the daemon
+// Start implements handlers.Starter: it verifies, once at start-up, what hooks need to run: when the daemon
 // is not root and some hook may run as another user, sudo must exist and
 // allow, without a password, each command of the hooks with a fixed run_as
 // (sudo -n -l -u USER COMMAND) and some command for the others (sudo -n -l).
-func (h *Handler) Check(ctx context.Context) error {
+func (h *Handler) Start(ctx context.Context) error {
 	if os.Geteuid() == 0 || len(h.cfg.Events) == 0 {
 		return nil
 	}

@@ -89,7 +89,7 @@ func loadHooks(t *testing.T, yaml string) *config.Hooks {
 		t.Fatal(err)
 	}
 	l, _ := logtest.NewNullLogger()
-	cfg, err := config.Load(f, logrus.NewEntry(l))
+	cfg, err := config.Load(f, logrus.NewEntry(l), nil)
 	if err != nil {
 		t.Fatalf("load hooks config: %v", err)
 	}

@@ -50,7 +50,7 @@ type Options struct {
 }
 
 // Handler runs hooks for events. It implements handlers.UserHandler,
-// handlers.PermissionHandler and handlers.FileHandler; an event without a
+// handlers.PermissionHandler and handlers.FileObserver; an event without a
 // hook does nothing.
 type Handler struct {
 	cfg  *config.Hooks
@@ -119,11 +119,11 @@ func (h *Handler) PermissionDeleted(ctx context.Context, ev handlers.PermissionE
 	return h.handle(ctx, "permission_deleted", ev)
 }
 
-// HandleFile implements handlers.FileHandler: it runs the wps_output_* hook
+// ObserveFile implements handlers.FileObserver: it runs the wps_output_* hook
 // for a file created or deleted under the WPS outputs, and the
 // shapefile_published / shapefile_deleted hook for a .shp file in a user's
 // shapefile_datastore.
-func (h *Handler) HandleFile(ctx context.Context, ev handlers.FileEvent) error {
+func (h *Handler) ObserveFile(ctx context.Context, ev handlers.FileEvent) error {
 	if name := h.fileEventName(ev); name != "" {
 		return h.handle(ctx, name, ev)
 	}
@@ -370,5 +370,5 @@ func sortedEvents(cfg *config.Hooks) []string { return slices.Sorted(maps.Keys(c
 var (
 	_ handlers.UserHandler       = (*Handler)(nil)
 	_ handlers.PermissionHandler = (*Handler)(nil)
-	_ handlers.FileHandler       = (*Handler)(nil)
+	_ handlers.FileObserver      = (*Handler)(nil)
 )

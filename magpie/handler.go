@@ -38,7 +38,7 @@ func NewHandler(points []config.SyncPoint, c *Client, log *logrus.Entry) (*Handl
 }
 
 // Name implements handlers.Handler.
-func (h *Handler) Name() string { return "Magpie" }
+func (h *Handler) Name() string { return Name }
 
 // Validate checks that every service type of the sync points is one of
 // Magpie's (GET /services/types). An unknown type gives a config.Errors with

@@ -133,7 +133,7 @@ func loadSync(t *testing.T, yml string) []config.SyncPoint {
 	if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Load(path, discard())
+	cfg, err := config.Load(path, discard(), nil)
 	if err != nil {
 		t.Fatalf("load sync config: %v", err)
 	}

@@ -28,7 +28,6 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/cowbird-go/cowbird/config"
 	"github.com/cowbird-go/cowbird/filesystem"
 	"github.com/cowbird-go/cowbird/handlers"
 	"github.com/cowbird-go/cowbird/magpie"
@@ -94,8 +93,8 @@ func run() error {
 	}
 	defer db.Close()
 	newHandler := func() (*filesystem.Handler, error) {
-		return filesystem.New(config.FileSystem{WorkspaceDir: ws, WPSOutputsDir: wps, JupyterhubUserDataDir: filepath.Join(root, "jupyterhub")},
-			client, nil, logrus.NewEntry(l), filesystem.Options{Workers: *workers, IndexStore: db})
+		return filesystem.New(filesystem.Config{WorkspaceDir: ws, WPSOutputsDir: wps, JupyterhubUserDataDir: filepath.Join(root, "jupyterhub")},
+			func() filesystem.Magpie { return client.WithCache() }, nil, logrus.NewEntry(l), filesystem.Options{Workers: *workers, IndexStore: db})
 	}
 	h, err := newHandler()
 	if err != nil {

@@ -2,11 +2,19 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/cowbird-go/cowbird/api"
+	"github.com/cowbird-go/cowbird/app"
+	"github.com/cowbird-go/cowbird/config"
 )
 
 // runCLI runs the command line in-process and returns the exit code and outputs.
@@ -125,18 +133,40 @@ func TestUsageErrors(t *testing.T) {
 		}
 	}
 	code, out, _ := runCLI(t, "version")
-	if code != exitOK || !strings.Contains(out, "Cowbird API "+APIVersion) {
+	if code != exitOK || !strings.Contains(out, "Cowbird API "+api.DefaultVersion) {
 		t.Fatalf("version: exit %d, %q", code, out)
 	}
 }
 
 func TestHealthcheck(t *testing.T) {
-	d := startDaemon(t, t.TempDir(), nil)
-	if code, _, errOut := runCLI(t, "healthcheck", "--url", d.base+"/"); code != exitOK {
+	dir := t.TempDir()
+	s, err := config.LoadSettings(func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.ConfigPath, s.Addr, s.DataDir = writeConfig(t, "handlers:\n  Thredds:\n    active: true\n"), "127.0.0.1:0", dir
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	ctx, cancel := context.WithCancel(context.Background())
+	addr, done := make(chan string, 1), make(chan error, 1)
+	go func() {
+		done <- app.Run(ctx, app.Options{Settings: s, Log: log, Ready: func(a string) { addr <- a }})
+	}()
+	var base string
+	select {
+	case a := <-addr:
+		base = "http://" + a
+	case err := <-done:
+		t.Fatalf("daemon did not start: %v", err)
+	}
+	if code, _, errOut := runCLI(t, "healthcheck", "--url", base+"/"); code != exitOK {
 		t.Fatalf("healthcheck of a live daemon: exit %d, %s", code, errOut)
 	}
-	d.stop()
-	if code, _, _ := runCLI(t, "healthcheck", "--url", d.base+"/", "--timeout", "2s"); code != exitFailure {
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("daemon stopped with %v", err)
+	}
+	if code, _, _ := runCLI(t, "healthcheck", "--url", base+"/", "--timeout", "2s"); code != exitFailure {
 		t.Fatalf("healthcheck of a stopped daemon: exit %d, want %d", code, exitFailure)
 	}
 }

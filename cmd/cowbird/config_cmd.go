@@ -7,6 +7,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
+	"github.com/cowbird-go/cowbird/app"
 	"github.com/cowbird-go/cowbird/config"
 )
 
@@ -35,16 +36,13 @@ func loadConfig(cmd *cobra.Command, path string) (*config.Config, error) {
 		path = os.Getenv("COWBIRD_CONFIG_PATH")
 	}
 	if path == "" {
-		return nil, usageError{fmt.Errorf("no configuration: give --config or set COWBIRD_CONFIG_PATH")}
+		return nil, usageError{Err: fmt.Errorf("no configuration: give --config or set COWBIRD_CONFIG_PATH")}
 	}
 	l := logrus.New()
 	l.SetOutput(cmd.ErrOrStderr())
-	cfg, err := config.Load(path, logrus.NewEntry(l).WithField("config", path))
-	if err == nil {
-		err = cfg.Validate()
-	}
+	cfg, err := config.Load(path, logrus.NewEntry(l).WithField("config", path), app.ConfigKinds(app.Kinds))
 	if err != nil {
-		return nil, usageError{fmt.Errorf("config %s:\n%w", path, err)}
+		return nil, usageError{Err: fmt.Errorf("config %s:\n%w", path, err)}
 	}
 	return cfg, nil
 }

@@ -8,10 +8,9 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
-)
 
-// field is one row of a mapping printed by the handlers command, kept in order.
-type field struct{ Name, Value string }
+	"github.com/cowbird-go/cowbird/handlers"
+)
 
 // printList prints a list under section in one of the original CLI's formats
 // (spec cowbird.md §6): json, yaml, flat or table.
@@ -41,25 +40,18 @@ func printList(w io.Writer, format, section string, items []string) error {
 		}
 		return nil
 	case "table":
-		width := max(8, len(section))
-		for _, it := range items {
-			width = max(width, len(it))
+		rows := make([][]string, len(items))
+		for i, it := range items {
+			rows[i] = []string{it}
 		}
-		sep := "+" + strings.Repeat("-", width+2) + "+"
-		fmt.Fprintln(w, sep)
-		fmt.Fprintf(w, "| %-*s |\n", width, section)
-		fmt.Fprintln(w, "+"+strings.Repeat("=", width+2)+"+")
-		for _, it := range items {
-			fmt.Fprintf(w, "| %-*s |\n", width, it)
-		}
-		fmt.Fprintln(w, sep)
+		printTable(w, []string{section}, rows)
 		return nil
 	}
-	return usageError{fmt.Errorf("unknown format %q (want json, yaml, flat or table)", format)}
+	return usageError{Err: fmt.Errorf("unknown format %q (want json, yaml, flat or table)", format)}
 }
 
 // printMap prints ordered fields under section in one of the CLI formats.
-func printMap(w io.Writer, format, section string, fields []field) error {
+func printMap(w io.Writer, format, section string, fields []handlers.Field) error {
 	switch format {
 	case "json":
 		var buf bytes.Buffer
@@ -68,7 +60,7 @@ func printMap(w io.Writer, format, section string, fields []field) error {
 			if i > 0 {
 				buf.WriteString(",")
 			}
-			buf.WriteString("\n        " + quote(f.Name) + ": " + quote(f.Value))
+			buf.WriteString("\n        " + quote(f.Key) + ": " + quote(f.Value))
 		}
 		if len(fields) > 0 {
 			buf.WriteString("\n    ")
@@ -80,7 +72,7 @@ func printMap(w io.Writer, format, section string, fields []field) error {
 		node := &yaml.Node{Kind: yaml.MappingNode}
 		for _, f := range fields {
 			node.Content = append(node.Content,
-				&yaml.Node{Kind: yaml.ScalarNode, Value: f.Name},
+				&yaml.Node{Kind: yaml.ScalarNode, Value: f.Key},
 				&yaml.Node{Kind: yaml.ScalarNode, Value: f.Value})
 		}
 		enc := yaml.NewEncoder(w)
@@ -89,25 +81,49 @@ func printMap(w io.Writer, format, section string, fields []field) error {
 		return enc.Encode(map[string]*yaml.Node{section: node})
 	case "flat":
 		for _, f := range fields {
-			fmt.Fprintf(w, "%s: %s\n", f.Name, f.Value)
+			fmt.Fprintf(w, "%s: %s\n", f.Key, f.Value)
 		}
 		return nil
 	case "table":
-		wn, wv := 8, 8
-		for _, f := range fields {
-			wn, wv = max(wn, len(f.Name)), max(wv, len(f.Value))
+		rows := make([][]string, len(fields))
+		for i, f := range fields {
+			rows[i] = []string{f.Key, f.Value}
 		}
-		sep := "+" + strings.Repeat("-", wn+2) + "+" + strings.Repeat("-", wv+2) + "+"
-		fmt.Fprintln(w, sep)
-		fmt.Fprintf(w, "| %-*s | %-*s |\n", wn, "Fields", wv, "Values")
-		fmt.Fprintln(w, "+"+strings.Repeat("=", wn+2)+"+"+strings.Repeat("=", wv+2)+"+")
-		for _, f := range fields {
-			fmt.Fprintf(w, "| %-*s | %-*s |\n", wn, f.Name, wv, f.Value)
-		}
-		fmt.Fprintln(w, sep)
+		printTable(w, []string{"Fields", "Values"}, rows)
 		return nil
 	}
-	return usageError{fmt.Errorf("unknown format %q (want json, yaml, flat or table)", format)}
+	return usageError{Err: fmt.Errorf("unknown format %q (want json, yaml, flat or table)", format)}
+}
+
+// printTable prints rows under headers as the original CLI's tables do,
+// each column at least 8 wide.
+func printTable(w io.Writer, headers []string, rows [][]string) {
+	widths := make([]int, len(headers))
+	for i, h := range headers {
+		widths[i] = max(8, len(h))
+		for _, r := range rows {
+			widths[i] = max(widths[i], len(r[i]))
+		}
+	}
+	line := func(fill string) {
+		for _, n := range widths {
+			fmt.Fprint(w, "+"+strings.Repeat(fill, n+2))
+		}
+		fmt.Fprintln(w, "+")
+	}
+	row := func(cells []string) {
+		for i, c := range cells {
+			fmt.Fprintf(w, "| %-*s ", widths[i], c)
+		}
+		fmt.Fprintln(w, "|")
+	}
+	line("-")
+	row(headers)
+	line("=")
+	for _, r := range rows {
+		row(r)
+	}
+	line("-")
 }
 
 func nonNil(s []string) []string {

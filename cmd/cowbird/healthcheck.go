@@ -30,7 +30,7 @@ func newHealthcheckCmd() *cobra.Command {
 func healthcheck(ctx context.Context, url string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return usageError{fmt.Errorf("healthcheck: %w", err)}
+		return usageError{Err: fmt.Errorf("healthcheck: %w", err)}
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := http.DefaultClient.Do(req)

@@ -25,16 +25,16 @@ func newHooksCmd() *cobra.Command {
 			}
 			l := logrus.New()
 			l.SetOutput(cmd.ErrOrStderr())
-			h, err := newHooksHandler(cfg, dataDir, nil, logrus.NewEntry(l).WithField("handler", hooks.Name))
+			h, err := hooks.FromConfig(cfg, dataDir, nil, logrus.NewEntry(l).WithField("handler", hooks.Name))
 			if err != nil {
-				return usageError{err}
+				return usageError{Err: err}
 			}
-			if err := h.Check(cmd.Context()); err != nil {
+			if err := h.Start(cmd.Context()); err != nil {
 				return err
 			}
 			ev, err := hookTestEvent(args[0], user)
 			if err != nil {
-				return usageError{err}
+				return usageError{Err: err}
 			}
 			res, err := h.RunOnce(cmd.Context(), args[0], ev)
 			for _, a := range res.Actions {

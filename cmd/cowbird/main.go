@@ -11,6 +11,9 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/cowbird-go/cowbird/api"
+	"github.com/cowbird-go/cowbird/app"
 )
 
 // Exit codes (DESIGN.md): 0 ok, 1 runtime failure, 2 usage or config error.
@@ -20,18 +23,12 @@ const (
 	exitUsage   = 2
 )
 
-// APIVersion is the Cowbird REST API version this daemon is compatible with.
-const APIVersion = "2.6.0"
-
 // version is the daemon's own version, set at build time with
 // -ldflags "-X main.version=...".
 var version = "0.1.0-dev"
 
 // usageError marks errors that exit with code 2.
-type usageError struct{ err error }
-
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
+type usageError = app.UsageError
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
@@ -67,13 +64,13 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "cowbird",
 		Short:         "Event-driven synchronization daemon for bird-house",
-		Version:       fmt.Sprintf("%s (Cowbird API %s)", version, APIVersion),
+		Version:       fmt.Sprintf("%s (Cowbird API %s)", version, api.DefaultVersion),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{Err: err} })
 	root.AddCommand(
 		newServeCmd(),
 		newConfigCmd(),
@@ -92,7 +89,7 @@ func newVersionCmd() *cobra.Command {
 		Short: "Print the daemon version and the Cowbird API version it implements",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintf(cmd.OutOrStdout(), "cowbird %s (Cowbird API %s)\n", version, APIVersion)
+			fmt.Fprintf(cmd.OutOrStdout(), "cowbird %s (Cowbird API %s)\n", version, api.DefaultVersion)
 			return nil
 		},
 	}

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -13,28 +13,43 @@ import (
 	"github.com/cowbird-go/cowbird/actions"
 	"github.com/cowbird-go/cowbird/filesystem"
 	"github.com/cowbird-go/cowbird/handlers"
-	"github.com/cowbird-go/cowbird/hooks"
 )
 
 // internalCaller is the principal of the actions the daemon starts itself
-// (PUT /handlers/{name}/resync, the periodic reconcile).
+// (PUT /handlers/{name}/resync, the periodic reconcile, hook runs).
 var internalCaller = actions.Caller{ID: "cowbird:daemon"}
 
 // internalSeq numbers the actions the daemon starts, for their request_id.
 var internalSeq atomic.Uint64
+
+// startTime is when the process started.
+var startTime = time.Now()
 
 // internalRequestID is a request_id unique to this process's run.
 func internalRequestID() string {
 	return fmt.Sprintf("cowbird-%d-%d", startTime.UnixNano(), internalSeq.Add(1))
 }
 
-// startTime is when the process started.
-var startTime = time.Now()
+// reconciler is a handler whose resync can be scoped to users and run dry
+// (FileSystem).
+type reconciler interface {
+	handlers.Handler
+	Reconcile(ctx context.Context, scope filesystem.Scope, opts filesystem.ReconcileOptions) (filesystem.Stats, error)
+}
 
-// maxChanges bounds the changes listed in a dry run's details.
-const maxChanges = 1000
+// lockOn is an action type's Lock: the key named field of its input has,
+// with prefix.
+func lockOn(prefix, field string) func(json.RawMessage) string {
+	return func(in json.RawMessage) string {
+		var m map[string]any
+		_ = json.Unmarshal(in, &m)
+		s, _ := m[field].(string)
+		return prefix + s
+	}
+}
 
-// actionTypes are the admin actions of spec actions_sessions.md §D1.
+// actionTypes are the admin actions (handler.resync, user.resync,
+// permissions.reconcile, events.replay).
 func (d *daemon) actionTypes() []actions.Type {
 	return []actions.Type{
 		{
@@ -44,26 +59,16 @@ func (d *daemon) actionTypes() []actions.Type {
 				"properties": {"handler": {"type": "string", "minLength": 1},
 					"users": {"type": "array", "items": {"type": "string", "minLength": 1}},
 					"dry_run": {"type": "boolean"}}}`),
-			Lock: func(in json.RawMessage) string {
-				var r struct{ Handler string }
-				_ = json.Unmarshal(in, &r)
-				return "handler:" + r.Handler
-			},
-			Run: d.runHandlerResync,
+			Lock: lockOn("handler:", "handler"),
+			Run:  d.runHandlerResync,
 		},
 		{
 			Name:        "user.resync",
 			Description: "Rebuild one user's workspace, notebooks symlink, WPS-output hardlinks and GeoServer workspace (idempotent user_created without hooks).",
 			InputSchema: json.RawMessage(`{"type": "object", "required": ["user_name"], "additionalProperties": false,
 				"properties": {"user_name": {"type": "string", "minLength": 1}}}`),
-			Lock: func(in json.RawMessage) string {
-				var r struct {
-					UserName string `json:"user_name"`
-				}
-				_ = json.Unmarshal(in, &r)
-				return "user:" + r.UserName
-			},
-			Run: d.runUserResync,
+			Lock: lockOn("user:", "user_name"),
+			Run:  d.runUserResync,
 		},
 		{
 			Name:        "permissions.reconcile",
@@ -93,10 +98,12 @@ func (d *daemon) runHandlerResync(ctx context.Context, in json.RawMessage, p act
 	if err := json.Unmarshal(in, &req); err != nil {
 		return nil, err
 	}
-	if _, ok := d.disp.Registry().Lookup(req.Handler); !ok {
+	h, ok := d.disp.Registry().Lookup(req.Handler)
+	if !ok {
 		return nil, &actions.Failure{Code: "UNKNOWN_HANDLER", Err: fmt.Errorf("no active handler %q", req.Handler)}
 	}
-	if req.Handler != filesystem.Name || d.fs == nil {
+	r, ok := h.(reconciler)
+	if !ok {
 		if req.DryRun || len(req.Users) > 0 {
 			return nil, &actions.Failure{Code: "UNSUPPORTED", Err: fmt.Errorf("%s: users and dry_run apply to FileSystem only", req.Handler)}
 		}
@@ -112,31 +119,21 @@ func (d *daemon) runHandlerResync(ctx context.Context, in json.RawMessage, p act
 	}
 	var total filesystem.Stats
 	for i, sc := range scopes {
-		what := "everything"
-		if sc.User != "" {
-			what = "user " + sc.User
-		}
-		p.Progress(ctx, 100*float64(i)/float64(len(scopes)), fmt.Sprintf("Reconciling %s (%d/%d)", what, i+1, len(scopes)), nil)
-		st, err := d.reconcile(ctx, sc, req.DryRun)
-		addStats(&total, st)
+		p.Progress(ctx, 100*float64(i)/float64(len(scopes)), fmt.Sprintf("Reconciling %s (%d/%d)", sc, i+1, len(scopes)), nil)
+		st, err := r.Reconcile(ctx, sc, filesystem.ReconcileOptions{DryRun: req.DryRun})
+		total.Add(st)
 		if err != nil {
-			return statsDetails(req.Handler, total, req.DryRun), err
+			return total.Details(req.Handler, req.DryRun), err
 		}
 		p.Log(ctx, "RECONCILED", fmt.Sprintf("%s: %d links created, %d replaced, %d removed, %d modes fixed",
-			what, st.LinksCreated, st.LinksReplaced, st.LinksRemoved, st.ModesFixed))
+			sc, st.LinksCreated, st.LinksReplaced, st.LinksRemoved, st.ModesFixed))
 	}
-	return statsDetails(req.Handler, total, req.DryRun), nil
+	return total.Details(req.Handler, req.DryRun), nil
 }
 
-// reconcile runs the FileSystem reconcile and exports its figures.
-func (d *daemon) reconcile(ctx context.Context, sc filesystem.Scope, dryRun bool) (filesystem.Stats, error) {
-	st, err := d.fs.Reconcile(ctx, sc, filesystem.ReconcileOptions{DryRun: dryRun})
-	if !dryRun {
-		d.recon.observe(st, err)
-	}
-	return st, err
-}
-
+// runUserResync submits user_created for the user through the dispatcher,
+// as a webhook would be (same per-user lock, journaled, retried), to every
+// handler that keeps state (not the Hooks handler's commands).
 func (d *daemon) runUserResync(ctx context.Context, in json.RawMessage, p actions.Progress) (map[string]any, error) {
 	var req struct {
 		UserName string `json:"user_name"`
@@ -144,22 +141,19 @@ func (d *daemon) runUserResync(ctx context.Context, in json.RawMessage, p action
 	if err := json.Unmarshal(in, &req); err != nil {
 		return nil, err
 	}
-	ev := handlers.UserEvent{Action: handlers.Created, UserName: req.UserName}
-	var done []string
-	var errs []error
-	for _, h := range d.disp.Registry().Active() {
-		uh, ok := h.(handlers.UserHandler)
-		if !ok || h.Name() == hooks.Name { // hooks are operator scripts, not state to rebuild
-			continue
-		}
-		p.Progress(ctx, 0, "Rebuilding for "+h.Name(), nil)
-		if err := uh.UserCreated(ctx, ev); err != nil {
-			errs = append(errs, &handlers.HandlerError{Handler: h.Name(), Err: err})
-			continue
-		}
-		done = append(done, h.Name())
+	keep := func(h handlers.Handler) bool {
+		k, _ := Lookup(d.kinds, h.Name())
+		return !k.RunsCommands
 	}
-	return map[string]any{"user_name": req.UserName, "handlers": done}, errors.Join(errs...)
+	var names []string
+	for _, h := range d.disp.Registry().Active() {
+		if _, ok := h.(handlers.UserHandler); ok && keep(h) {
+			names = append(names, h.Name())
+		}
+	}
+	p.Progress(ctx, 0, "Rebuilding for "+req.UserName, nil)
+	id, err := d.disp.SubmitTo(ctx, handlers.UserEvent{Action: handlers.Created, UserName: req.UserName}, keep)
+	return map[string]any{"user_name": req.UserName, "handlers": names, "event_id": id}, err
 }
 
 func (d *daemon) runPermissionsReconcile(ctx context.Context, in json.RawMessage, p actions.Progress) (map[string]any, error) {
@@ -169,12 +163,14 @@ func (d *daemon) runPermissionsReconcile(ctx context.Context, in json.RawMessage
 	if err := json.Unmarshal(in, &req); err != nil {
 		return nil, err
 	}
-	if d.fs == nil {
+	h, _ := d.disp.Registry().Lookup(filesystem.Name)
+	r, ok := h.(reconciler)
+	if !ok {
 		return nil, &actions.Failure{Code: "UNSUPPORTED", Err: errors.New("the FileSystem handler is not active")}
 	}
 	p.Progress(ctx, 0, "Comparing Magpie permissions with the files", nil)
-	st, err := d.reconcile(ctx, filesystem.Scope{}, req.DryRun)
-	return statsDetails(filesystem.Name, st, req.DryRun), err
+	st, err := r.Reconcile(ctx, filesystem.Scope{}, filesystem.ReconcileOptions{DryRun: req.DryRun})
+	return st.Details(filesystem.Name, req.DryRun), err
 }
 
 func (d *daemon) runEventsReplay(ctx context.Context, in json.RawMessage, p actions.Progress) (map[string]any, error) {
@@ -200,37 +196,45 @@ func (d *daemon) runEventsReplay(ctx context.Context, in json.RawMessage, p acti
 	return map[string]any{"event_id": rec.ID, "event": rec.Event.Name(), "handlers": names}, d.disp.Retry(ctx, rec, names)
 }
 
-func addStats(total *filesystem.Stats, st filesystem.Stats) {
-	total.Sources += st.Sources
-	total.LinksCreated += st.LinksCreated
-	total.LinksReplaced += st.LinksReplaced
-	total.LinksRemoved += st.LinksRemoved
-	total.ModesFixed += st.ModesFixed
-	total.DirsCreated += st.DirsCreated
-	total.DirsRemoved += st.DirsRemoved
-	total.Symlinks += st.Symlinks
-	total.Skipped += st.Skipped
-	total.Failed += st.Failed
-	total.Duration += st.Duration
-	total.Changes = append(total.Changes, st.Changes...)
+// runAction runs an action as the daemon and waits until it ends.
+func (d *daemon) runAction(ctx context.Context, label, typ string, body map[string]any) error {
+	raw, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	st, _, err := d.actions.Run(ctx, internalCaller, typ, d.internalRequest(label, raw))
+	if err == nil {
+		st, err = d.actions.Wait(ctx, st.ActionID)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", label, err)
+	}
+	if st.Status != actions.Succeeded {
+		return fmt.Errorf("%s: action %s %s: %v", label, st.ActionID, st.Status, st.Details["description"])
+	}
+	return nil
 }
 
-// statsDetails is a reconcile's figures as action details; a dry run lists
-// its changes (the diff it would apply), at most maxChanges of them.
-func statsDetails(handler string, st filesystem.Stats, dryRun bool) map[string]any {
-	details := map[string]any{
-		"handler": handler, "dry_run": dryRun, "sources": st.Sources,
-		"links_created": st.LinksCreated, "links_replaced": st.LinksReplaced, "links_removed": st.LinksRemoved,
-		"modes_fixed": st.ModesFixed, "dirs_created": st.DirsCreated, "dirs_removed": st.DirsRemoved,
-		"symlinks": st.Symlinks, "skipped": st.Skipped, "failed": st.Failed, "seconds": st.Duration.Seconds(),
-	}
-	if dryRun {
-		diff := st.Changes
-		if len(diff) > maxChanges {
-			diff = diff[:maxChanges]
-			details["diff_truncated"] = true
-		}
-		details["diff"] = diff
-	}
-	return details
+// startHookRun starts the hook.run action that relays one hook run.
+func (d *daemon) startHookRun(ctx context.Context, label string, body json.RawMessage) error {
+	_, _, err := d.actions.Run(ctx, internalCaller, "hook.run", d.internalRequest(label, body))
+	return err
+}
+
+// internalRequest is the request of an action the daemon starts: the
+// admins monitor and manage it.
+func (d *daemon) internalRequest(label string, body json.RawMessage) actions.RunRequest {
+	return actions.RunRequest{RequestID: internalRequestID(), Label: label, MonitorBy: d.admins, ManageBy: d.admins, Body: body}
+}
+
+// apiDispatcher is the dispatcher the API calls: PUT /handlers/{name}/resync
+// runs a handler.resync action and waits for it.
+type apiDispatcher struct {
+	*handlers.Dispatcher
+	d *daemon
+}
+
+// Resync implements api.Dispatcher.
+func (a apiDispatcher) Resync(ctx context.Context, name string) error {
+	return a.d.runAction(ctx, "PUT /handlers/"+name+"/resync", "handler.resync", map[string]any{"handler": name})
 }

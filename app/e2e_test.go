@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -14,9 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sirupsen/logrus"
-
-	"github.com/cowbird-go/cowbird/config"
 	"github.com/cowbird-go/cowbird/handlers"
 	"github.com/cowbird-go/cowbird/store"
 )
@@ -121,20 +118,19 @@ func startDaemon(t *testing.T, dir string, failing map[string]error) *testDaemon
 		t.Fatal(err)
 	}
 	c := newCalls()
-	o := serveOptions{
-		configPath: cfgPath, addr: "127.0.0.1:0", dataDir: filepath.Join(dir, "data"),
-		newHandler: func(hc config.HandlerConfig) (handlers.Handler, error) {
-			return &recording{name: hc.Name, calls: c, fail: failing[hc.Name]}, nil
-		},
+	kinds := slices.Clone(Kinds)
+	for i := range kinds {
+		kinds[i].New = func(_ context.Context, env handlers.Env) (handlers.Handler, error) {
+			return &recording{name: env.Entry.Name, calls: c, fail: failing[env.Entry.Name]}, nil
+		}
 	}
-	log := logrus.New()
-	log.SetOutput(io.Discard)
+	o := testOptions(t, cfgPath, dir)
+	o.Kinds = kinds
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan string, 1)
 	done := make(chan error, 1)
-	go func() {
-		done <- serve(ctx, o, log, io.Discard, func(a string) { addr <- a })
-	}()
+	o.Ready = func(a string) { addr <- a }
+	go func() { done <- Run(ctx, o) }()
 	td := &testDaemon{calls: c}
 	select {
 	case a := <-addr:

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -125,8 +125,9 @@ func startBirdhouseWith(t *testing.T, moreHandlers, extra string) *birdhouse {
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan string, 1)
 	done := make(chan error, 1)
-	o := serveOptions{configPath: cfgPath, addr: "127.0.0.1:0", dataDir: filepath.Join(dir, "data")}
-	go func() { done <- serve(ctx, o, log, discard{}, func(a string) { addr <- a }) }()
+	o := testOptions(t, cfgPath, dir)
+	o.Log, o.Ready = log, func(a string) { addr <- a }
+	go func() { done <- Run(ctx, o) }()
 	select {
 	case a := <-addr:
 		b.base = "http://" + a

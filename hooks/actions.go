@@ -1,8 +1,9 @@
-package main
+package hooks
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -10,17 +11,16 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/cowbird-go/cowbird/actions"
-	"github.com/cowbird-go/cowbird/hooks"
 )
 
-// hookRecorder records each hook run as an action of type hook.run, so its
-// progress, status and (redacted) output are visible in the actions API.
-// The action's Run relays what the hook reports until the hook finishes.
-type hookRecorder struct {
-	svc       *actions.Service
-	monitorBy []string
-	log       *logrus.Entry
-	seq       atomic.Uint64
+// ActionRecorder records each hook run as an action of type hook.run, so
+// its progress, status and (redacted) output are visible in the actions
+// API. The action's Run relays what the hook reports until the hook
+// finishes.
+type ActionRecorder struct {
+	start func(ctx context.Context, label string, body json.RawMessage) error
+	log   *logrus.Entry
+	seq   atomic.Uint64
 
 	mu   sync.Mutex
 	runs map[string]*hookRun
@@ -35,12 +35,20 @@ type hookRun struct {
 	wake    chan struct{}
 }
 
-func newHookRecorder(log *logrus.Entry) *hookRecorder {
-	return &hookRecorder{log: log, runs: map[string]*hookRun{}}
+// NewActionRecorder returns a recorder whose runs start, through start, an
+// action of the type Type returns with the given label and input.
+func NewActionRecorder(log *logrus.Entry) *ActionRecorder {
+	return &ActionRecorder{log: log, runs: map[string]*hookRun{}}
 }
 
-// actionType is hook.run; its input names the run it relays.
-func (r *hookRecorder) actionType() actions.Type {
+// Bind sets how the recorder starts a hook.run action (as the daemon, seen
+// by the admins); runs started before are only logged.
+func (r *ActionRecorder) Bind(start func(ctx context.Context, label string, body json.RawMessage) error) {
+	r.start = start
+}
+
+// Type is the hook.run action type; its input names the run it relays.
+func (r *ActionRecorder) Type() actions.Type {
 	return actions.Type{
 		Name:        "hook.run",
 		Description: "A hook command run for an event (started by the daemon, not runnable through the API).",
@@ -50,17 +58,19 @@ func (r *hookRecorder) actionType() actions.Type {
 	}
 }
 
-// Start implements hooks.Recorder.
-func (r *hookRecorder) Start(ctx context.Context, label string) hooks.Run {
+// Start implements Recorder.
+func (r *ActionRecorder) Start(ctx context.Context, label string) Run {
 	key := strconv.FormatUint(r.seq.Add(1), 10)
 	hr := &hookRun{wake: make(chan struct{}, 1)}
 	r.mu.Lock()
 	r.runs[key] = hr
 	r.mu.Unlock()
 	body, _ := json.Marshal(map[string]string{"run": key})
-	if _, _, err := r.svc.Run(ctx, internalCaller, "hook.run", actions.RunRequest{
-		RequestID: internalRequestID(), Label: label, MonitorBy: r.monitorBy, ManageBy: r.monitorBy, Body: body,
-	}); err != nil {
+	err := errors.New("no action service bound")
+	if r.start != nil {
+		err = r.start(ctx, label, body)
+	}
+	if err != nil {
 		r.log.WithError(err).WithField("hook", label).Warn("hook run not recorded as an action")
 		r.mu.Lock()
 		delete(r.runs, key)
@@ -70,7 +80,7 @@ func (r *hookRecorder) Start(ctx context.Context, label string) hooks.Run {
 }
 
 // relay is hook.run's Run: it applies what the hook reports, in order.
-func (r *hookRecorder) relay(ctx context.Context, in json.RawMessage, p actions.Progress) (map[string]any, error) {
+func (r *ActionRecorder) relay(ctx context.Context, in json.RawMessage, p actions.Progress) (map[string]any, error) {
 	var req struct{ Run string }
 	if err := json.Unmarshal(in, &req); err != nil {
 		return nil, err
@@ -118,17 +128,17 @@ func (hr *hookRun) poke() {
 	}
 }
 
-// Progress implements hooks.Run.
+// Progress implements Run.
 func (hr *hookRun) Progress(pct float64, status string) {
 	hr.push(func(ctx context.Context, p actions.Progress) { p.Progress(ctx, pct, status, nil) })
 }
 
-// Log implements hooks.Run.
+// Log implements Run.
 func (hr *hookRun) Log(line string) {
 	hr.push(func(ctx context.Context, p actions.Progress) { p.Log(ctx, "OUTPUT", line) })
 }
 
-// Finish implements hooks.Run.
+// Finish implements Run.
 func (hr *hookRun) Finish(err error) {
 	hr.mu.Lock()
 	hr.done, hr.err = true, err

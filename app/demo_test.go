@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"bytes"
@@ -61,8 +61,9 @@ func TestDemo(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan string, 1)
 	done := make(chan error, 1)
-	o := serveOptions{addr: "127.0.0.1:0", dataDir: filepath.Join(dir, "data"), demo: true, demoDir: filepath.Join(dir, "demo")}
-	go func() { done <- serve(ctx, o, log, &out, func(a string) { addr <- a }) }()
+	o := testOptions(t, "", dir)
+	o.Demo, o.DemoDir, o.Out, o.Ready = true, filepath.Join(dir, "demo"), &out, func(a string) { addr <- a }
+	go func() { done <- Run(ctx, o) }()
 	var base string
 	select {
 	case a := <-addr:

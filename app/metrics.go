@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -8,8 +8,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/cowbird-go/cowbird/filesystem"
-	"github.com/cowbird-go/cowbird/geoserver"
 	"github.com/cowbird-go/cowbird/monitor"
 	"github.com/cowbird-go/cowbird/store"
 )
@@ -59,10 +57,10 @@ type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
-// stateCollectors export the monitor's, the journal's and the GeoServer
-// jobs' state, read at scrape time.
-func stateCollectors(mon *monitor.Monitor, db *store.DB, jobs *geoserver.Jobs) []prometheus.Collector {
-	cs := []prometheus.Collector{
+// stateCollectors export the monitor's and the journal's state, read at
+// scrape time.
+func stateCollectors(mon *monitor.Monitor, db *store.DB) []prometheus.Collector {
+	return []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "cowbird_inotify_watches", Help: "inotify watches in use.",
 		}, func() float64 { return float64(mon.Stats().Watches) }),
@@ -95,54 +93,5 @@ func stateCollectors(mon *monitor.Monitor, db *store.DB, jobs *geoserver.Jobs) [
 			}
 			return float64(len(recs))
 		}),
-	}
-	if jobs != nil {
-		cs = append(cs,
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-				Name: "cowbird_geoserver_jobs_pending", Help: "GeoServer jobs queued or running.",
-			}, func() float64 { return float64(len(jobs.Status().Pending)) }),
-			prometheus.NewCounterFunc(prometheus.CounterOpts{
-				Name: "cowbird_geoserver_jobs_failed_total", Help: "GeoServer jobs that failed for good since start.",
-			}, func() float64 { return float64(jobs.Status().FailedTotal) }),
-		)
-	}
-	return cs
-}
-
-// reconcileMetrics export the FileSystem reconciles' figures.
-type reconcileMetrics struct {
-	runs     *prometheus.CounterVec
-	duration prometheus.Histogram
-	changes  *prometheus.CounterVec
-}
-
-func newReconcileMetrics() *reconcileMetrics {
-	return &reconcileMetrics{
-		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cowbird_reconcile_runs_total", Help: "FileSystem reconciles (resync, start-up, overflow, periodic), by outcome.",
-		}, []string{"outcome"}),
-		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "cowbird_reconcile_duration_seconds", Help: "Duration of FileSystem reconciles.",
-			Buckets: prometheus.ExponentialBuckets(0.01, 4, 9),
-		}),
-		changes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cowbird_reconcile_changes_total", Help: "Changes applied by reconciles, by kind.",
-		}, []string{"kind"}),
-	}
-}
-
-func (m *reconcileMetrics) observe(st filesystem.Stats, err error) {
-	outcome := "ok"
-	if err != nil {
-		outcome = "error"
-	}
-	m.runs.WithLabelValues(outcome).Inc()
-	m.duration.Observe(st.Duration.Seconds())
-	for kind, n := range map[string]int{
-		"link_created": st.LinksCreated, "link_replaced": st.LinksReplaced, "link_removed": st.LinksRemoved,
-		"mode_fixed": st.ModesFixed, "dir_created": st.DirsCreated, "dir_removed": st.DirsRemoved,
-		"symlink_fixed": st.Symlinks, "failed": st.Failed,
-	} {
-		m.changes.WithLabelValues(kind).Add(float64(n))
 	}
 }

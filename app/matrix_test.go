@@ -1,16 +1,18 @@
-package main
+package app
 
 import (
 	"os"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/cowbird-go/cowbird/handlers"
 )
 
 // TestEventMatrixDoc checks the event matrix of docs/handlers.md against the
 // handlers' capability interfaces.
 func TestEventMatrixDoc(t *testing.T) {
-	doc, err := os.ReadFile("../../docs/handlers.md")
+	doc, err := os.ReadFile("../docs/handlers.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,13 +31,13 @@ func TestEventMatrixDoc(t *testing.T) {
 	for _, line := range strings.Split(strings.TrimSpace(table), "\n")[2:] {
 		cells := strings.Split(strings.Trim(line, "| "), "|")
 		name := strings.TrimSpace(cells[0])
-		h, known := handlerKinds[name]
+		kind, known := Lookup(Kinds, name)
 		if !known {
 			t.Errorf("matrix row %q names no handler", name)
 			continue
 		}
 		seen[name] = true
-		caps := capabilities(h)
+		caps := handlers.Capabilities(kind.Type)
 		for i, evs := range columns {
 			cell := strings.TrimSpace(cells[i+1])
 			documented := strings.HasPrefix(cell, "yes")
@@ -47,9 +49,9 @@ func TestEventMatrixDoc(t *testing.T) {
 			}
 		}
 	}
-	for name := range handlerKinds {
-		if !seen[name] {
-			t.Errorf("handler %s missing from the matrix", name)
+	for _, k := range Kinds {
+		if !seen[k.Name] {
+			t.Errorf("handler %s missing from the matrix", k.Name)
 		}
 	}
 }

@@ -1,0 +1,207 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cowbird-go/cowbird/handlers"
+)
+
+// TestStartupAsksMagpieOnTheRunContext: a daemon stopped (SIGTERM) while
+// Magpie does not answer its start-up check stops at once, instead of
+// waiting for the request timeout.
+func TestStartupAsksMagpieOnTheRunContext(t *testing.T) {
+	asked := make(chan struct{}, 1)
+	release := make(chan struct{})
+	magpie := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case asked <- struct{}{}:
+		default:
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(func() { close(release); magpie.Close() })
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`handlers:
+  Magpie: {active: true, url: %s, admin_user: admin, admin_password: pw}
+`, magpie.URL)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o := testOptions(t, cfg, dir)
+	o.Settings.RequestTimeout = time.Hour
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, o) }()
+	select {
+	case <-asked:
+	case err := <-done:
+		t.Fatalf("daemon ended before asking Magpie: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Magpie never asked")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Run = %v, want the cancellation", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run kept waiting for Magpie after its context ended")
+	}
+}
+
+// gated is a user handler whose first user_created waits for open, and
+// which records when two of its calls overlap.
+type gated struct {
+	name    string
+	entered chan string
+	open    chan struct{}
+
+	mu      sync.Mutex
+	running int
+	overlap bool
+	first   sync.Once
+}
+
+func (g *gated) Name() string { return g.name }
+
+func (g *gated) UserCreated(_ context.Context, ev handlers.UserEvent) error {
+	g.mu.Lock()
+	g.running++
+	g.overlap = g.overlap || g.running > 1
+	g.mu.Unlock()
+	g.entered <- ev.UserName
+	g.first.Do(func() { <-g.open })
+	g.mu.Lock()
+	g.running--
+	g.mu.Unlock()
+	return nil
+}
+
+func (g *gated) UserDeleted(context.Context, handlers.UserEvent) error { return nil }
+
+// TestUserResyncWaitsForTheUsersWebhook: a user.resync action goes through
+// the dispatcher, journaled and under the user's lock, so it never runs
+// beside a webhook of the same user; and it leaves out the Hooks handler.
+func TestUserResyncWaitsForTheUsersWebhook(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(cfg, []byte(`handlers:
+  Catalog: {active: true, url: http://catalog, workspace_dir: /ws}
+  Hooks: {active: true}
+cowbird:
+  admin_tokens: {ops: `+adminToken+`}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := &gated{name: "Catalog", entered: make(chan string, 4), open: make(chan struct{})}
+	hooksRan := newCalls()
+	kinds := slices.Clone(Kinds)
+	for i, k := range kinds {
+		switch k.Name {
+		case "Catalog":
+			kinds[i].New = func(context.Context, handlers.Env) (handlers.Handler, error) { return g, nil }
+		case "Hooks":
+			kinds[i].New = func(context.Context, handlers.Env) (handlers.Handler, error) {
+				return &recording{name: "Hooks", calls: hooksRan}, nil
+			}
+		}
+	}
+	o := testOptions(t, cfg, dir)
+	o.Kinds = kinds
+	base := runDaemon(t, o)
+	var opened sync.Once
+	open := func() { opened.Do(func() { close(g.open) }) }
+	t.Cleanup(open) // before the daemon stops, if the test fails early
+
+	webhook := make(chan int, 1)
+	go func() {
+		code, _ := post(t, base+"/webhooks/users", `{"event": "created", "user_name": "alice", "callback_url": ""}`)
+		webhook <- code
+	}()
+	<-g.entered // the webhook's call holds alice's lock
+	code, run := call(t, http.MethodPost, base+"/actions/v1/user.resync", `{"request_id": "r1", "body": {"user_name": "alice"}}`)
+	if code != http.StatusAccepted {
+		t.Fatalf("run user.resync = %d %v", code, run)
+	}
+	// Fixed: the resync is journaled, then waits for alice's lock (two
+	// events pending). Broken: it calls the handler at once.
+	eventually(t, "the resync journaled or running", func() bool {
+		select {
+		case u := <-g.entered:
+			g.entered <- u
+			return true
+		default:
+		}
+		return strings.Contains(get(t, base+"/metrics"), "cowbird_journal_pending_events 2")
+	})
+	open()
+	if c := <-webhook; c != http.StatusOK {
+		t.Fatalf("webhook = %d", c)
+	}
+	st := waitAction(t, base, "user.resync", run["action_id"].(string))
+	if st["status"] != "SUCCEEDED" {
+		t.Fatalf("user.resync = %v", st)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.overlap {
+		t.Fatal("user.resync ran beside the webhook of the same user")
+	}
+	if got := st["details"].(map[string]any)["handlers"]; fmt.Sprint(got) != "[Catalog]" {
+		t.Errorf("user.resync handlers = %v, want [Catalog] (not Hooks)", got)
+	}
+	if got := hooksRan.get(); !slices.Equal(got, []string{"Hooks user_created alice"}) {
+		t.Errorf("Hooks calls = %v, want the webhook's only", got)
+	}
+}
+
+// runDaemon runs the daemon with o until the test ends and returns its
+// base URL.
+func runDaemon(t *testing.T, o Options) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	addr, done := make(chan string, 1), make(chan error, 1)
+	o.Ready = func(a string) { addr <- a }
+	go func() { done <- Run(ctx, o) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("daemon stopped with: %v", err)
+		}
+	})
+	select {
+	case a := <-addr:
+		return "http://" + a
+	case err := <-done:
+		done <- err
+		t.Fatalf("daemon did not start: %v", err)
+	}
+	return ""
+}
+
+// get returns the body of a GET.
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	must(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	must(t, err)
+	return string(body)
+}
