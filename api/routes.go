@@ -82,13 +82,15 @@ func (s *Server) routeTable() []route {
 			responses: with(handlerErrors, http.StatusOK, detailResync), handle: s.putResync},
 		{method: http.MethodPost, path: "/webhooks/users", name: "user_webhook", tag: tagWebhooks, summary: "Magpie user webhook: a user was created or deleted.",
 			body: userWebhookSchema, responses: map[int]string{
-				http.StatusOK: detailUserOK, http.StatusBadRequest: detailUserBadRequest + " / body not a JSON object",
+				http.StatusOK: detailUserOK, http.StatusAccepted: detailUserRetrying,
+				http.StatusBadRequest: detailUserBadRequest + " / body not a JSON object",
 				http.StatusRequestEntityTooLarge: detailTooLarge, http.StatusUnprocessableEntity: detailInvalidValue,
 				http.StatusInternalServerError: detailUserDispatchFail, http.StatusUnauthorized: detailBadWebhookSecret,
 			}, handle: s.requireWebhookSecret(s.postUserWebhook)},
 		{method: http.MethodPost, path: "/webhooks/permissions", name: "permission_webhook", tag: tagWebhooks, summary: "Magpie permission webhook: a permission was created or deleted.",
 			body: permissionWebhookSchema, responses: map[int]string{
-				http.StatusOK: detailPermOK, http.StatusBadRequest: detailPermBadRequest + " / body not a JSON object",
+				http.StatusOK: detailPermOK, http.StatusAccepted: detailPermRetrying,
+				http.StatusBadRequest: detailPermBadRequest + " / body not a JSON object",
 				http.StatusRequestEntityTooLarge: detailTooLarge, http.StatusUnprocessableEntity: detailInvalidValue,
 				http.StatusInternalServerError: detailServerError, http.StatusUnauthorized: detailBadWebhookSecret,
 			}, handle: s.requireWebhookSecret(s.postPermissionWebhook)},

@@ -26,7 +26,14 @@ const (
 	detailUserOK           = "User event successfully handled."
 	detailPermOK           = "Permission event successfully handled."
 	detailUserDispatchFail = "Failed to handle user webhook event."
+	// Ours: the event is journaled and some handlers retry it later.
+	detailUserRetrying = "User event accepted: some handlers failed transiently and will retry."
+	detailPermRetrying = "Permission event accepted: some handlers failed transiently and will retry."
 )
+
+// maxUserName is the longest user name accepted: NAME_MAX, since the name
+// becomes the user's workspace directory.
+const maxUserName = 255
 
 // pattern is a validation regex with the text the original reports.
 type pattern struct {
@@ -174,6 +181,10 @@ func parseUserWebhook(p params) (handlers.UserEvent, error) {
 	if ev.UserName, err = p.str("user_name", paramRegex); err != nil {
 		return ev, err
 	}
+	if len(ev.UserName) > maxUserName { // it names the workspace directory
+		return ev, invalid("user_name", ev.UserName, fmt.Sprintf("at most %d bytes", maxUserName),
+			map[string]bool{"max_length": false})
+	}
 	if ev.Action == handlers.Created {
 		ev.CallbackURL, err = p.str("callback_url", nil)
 	}
@@ -221,7 +232,13 @@ func (s *Server) postUserWebhook(c echo.Context) error {
 	if err != nil {
 		return s.reject(c, err)
 	}
-	if err := s.dispatch(c, ev); err != nil {
+	err = s.dispatch(c, ev)
+	switch {
+	case handlers.Retrying(err):
+		// Safely journaled: Magpie must not mark the user as failed; the
+		// callback waits until a retry fails for good.
+		return s.send(c, http.StatusAccepted, detailUserRetrying, map[string]any{"exception": err.Error()})
+	case err != nil:
 		if ev.CallbackURL != "" { // only created events carry one
 			s.callback(context.WithoutCancel(c.Request().Context()), ev.CallbackURL)
 		}
@@ -241,7 +258,11 @@ func (s *Server) postPermissionWebhook(c echo.Context) error {
 	if err != nil {
 		return s.reject(c, err)
 	}
-	if err := s.dispatch(c, ev); err != nil {
+	err = s.dispatch(c, ev)
+	switch {
+	case handlers.Retrying(err):
+		return s.send(c, http.StatusAccepted, detailPermRetrying, map[string]any{"exception": err.Error()})
+	case err != nil:
 		return serverError("WebhookDispatchException", err)
 	}
 	return s.send(c, http.StatusOK, detailPermOK, nil)

@@ -2,7 +2,9 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -307,4 +309,56 @@ func TestFormFieldsAndQuery(t *testing.T) {
 	r = f.call(t, http.MethodPost, "/webhooks/permissions", "event=created&service_type=api&resource_id=1",
 		"Content-Type", "application/x-www-form-urlencoded")
 	r.expect(t, 422, detailInvalidValue, typeErr("resource_id", "1", "Type[int]"))
+}
+
+// retrying is a dispatcher whose handler failed transiently: the journal
+// keeps the event for a retry.
+type retrying struct{ submitted int }
+
+func (r *retrying) Submit(context.Context, handlers.Event) (uint64, error) {
+	r.submitted++
+	return 1, errors.Join(&handlers.HandlerError{Handler: "FileSystem", Err: errors.New("magpie down"), Retrying: true})
+}
+
+func (r *retrying) Resync(context.Context, string) error { return nil }
+
+// TestWebhookRetryingIsAccepted: an event the journal retries is answered
+// 202, and Magpie's failure callback is not called (the user is not failed).
+func TestWebhookRetryingIsAccepted(t *testing.T) {
+	cb := &callbacks{}
+	d := &retrying{}
+	ts := httptest.NewServer(New(Options{Dispatcher: d, Callback: cb.call}).Handler())
+	t.Cleanup(ts.Close)
+	for path, body := range map[string]string{
+		"/webhooks/users": `{"event":"created","user_name":"alice","callback_url":"https://magpie/tmp/x"}`,
+		"/webhooks/permissions": `{"event":"created","service_type":"api","resource_id":7,"resource_full_name":"/a/b",` +
+			`"name":"read","access":"allow","scope":"match","user":"alice"}`,
+	} {
+		resp, err := http.Post(ts.URL+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted || !strings.Contains(fmt.Sprint(out["detail"]), "will retry") {
+			t.Errorf("%s = %d %v, want 202", path, resp.StatusCode, out)
+		}
+	}
+	if d.submitted != 2 || len(cb.got()) != 0 {
+		t.Fatalf("submitted %d, callbacks %v: want 2 and none", d.submitted, cb.got())
+	}
+}
+
+// TestUserNameTooLongForAWorkspace is refused at the edge.
+func TestUserNameTooLongForAWorkspace(t *testing.T) {
+	f := newFixture(t, nil, Options{})
+	name := strings.Repeat("a", 256)
+	r := f.call(t, http.MethodPost, "/webhooks/users", `{"event":"created","user_name":"`+name+`","callback_url":""}`)
+	r.expect(t, 422, detailInvalidValue, nil)
+	if got := f.j.snapshot(); len(got) != 0 {
+		t.Fatalf("handlers ran: %v", got)
+	}
+	f.call(t, http.MethodPost, "/webhooks/users", `{"event":"created","user_name":"`+name[:255]+`","callback_url":""}`).
+		expect(t, 200, detailUserOK, nil)
 }

@@ -123,6 +123,7 @@ func (d *daemon) wire(ctx context.Context, dataDir string) error {
 		Observe: func(h string, ev handlers.Event, took time.Duration, err error) {
 			d.srv.ObserveDispatch(h, ev, took, err)
 		},
+		GaveUp: d.gaveUp,
 	})
 	d.srv = api.New(api.Options{
 		Registry:        reg,
@@ -182,6 +183,18 @@ func (d *daemon) collectors(reg *handlers.Registry) []prometheus.Collector {
 		if c, ok := h.(handlers.Collector); ok {
 			cs = append(cs, c.Collectors()...)
 		}
+		if r, ok := h.(handlers.Readier); ok {
+			cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name:        "cowbird_handler_ready",
+				Help:        "1 when the handler is ready (e.g. Magpie accepted the sign-in), else 0 (see /readyz for why).",
+				ConstLabels: prometheus.Labels{"handler": h.Name()},
+			}, func() float64 {
+				if r.Ready() != nil {
+					return 0
+				}
+				return 1
+			}))
+		}
 	}
 	return cs
 }
@@ -210,7 +223,15 @@ func (d *daemon) readiness() error {
 	if !d.ready.Load() {
 		return errors.New("not serving")
 	}
-	return nil
+	var errs []error
+	for _, h := range d.disp.Registry().Active() {
+		if r, ok := h.(handlers.Readier); ok {
+			if err := r.Ready(); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", h.Name(), err))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // run serves on ln until ctx ends, then stops HTTP, the actions, the

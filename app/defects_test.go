@@ -57,8 +57,8 @@ func TestStartupAsksMagpieOnTheRunContext(t *testing.T) {
 	cancel()
 	select {
 	case err := <-done:
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("Run = %v, want the cancellation", err)
+		if err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("Run = %v, want a clean stop or the cancellation", err)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run kept waiting for Magpie after its context ended")
@@ -204,4 +204,75 @@ func get(t *testing.T, url string) string {
 	body, err := io.ReadAll(resp.Body)
 	must(t, err)
 	return string(body)
+}
+
+// flaky is a user handler whose failure the test changes.
+type flaky struct {
+	mu   sync.Mutex
+	fail error
+	runs chan string
+}
+
+func (f *flaky) Name() string { return "Thredds" }
+
+func (f *flaky) UserCreated(_ context.Context, ev handlers.UserEvent) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.runs <- ev.UserName
+	return f.fail
+}
+
+func (f *flaky) UserDeleted(context.Context, handlers.UserEvent) error { return nil }
+
+type transient struct{}
+
+func (transient) Error() string   { return "magpie unavailable" }
+func (transient) Transient() bool { return true }
+
+// TestUserWebhookCallsBackOnlyWhenRetriesGiveUp: a transient failure is
+// answered 202 without Magpie's failure callback; the callback is sent
+// when a journaled retry fails for good.
+func TestUserWebhookCallsBackOnlyWhenRetriesGiveUp(t *testing.T) {
+	callback := make(chan string, 2)
+	magpie := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		callback <- r.Method + " " + r.URL.Path
+	}))
+	t.Cleanup(magpie.Close)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(cfg, []byte("handlers:\n  Thredds: {active: true}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := &flaky{fail: fmt.Errorf("sign in: %w", transient{}), runs: make(chan string, 10)}
+	kinds := slices.Clone(Kinds)
+	for i := range kinds {
+		if kinds[i].Name == "Thredds" {
+			kinds[i].New = func(context.Context, handlers.Env) (handlers.Handler, error) { return h, nil }
+		}
+	}
+	o := testOptions(t, cfg, dir)
+	o.Kinds = kinds
+	base := runDaemon(t, o)
+	code, body := post(t, base+"/webhooks/users",
+		`{"event": "created", "user_name": "bob", "callback_url": "`+magpie.URL+`/tmp/abc"}`)
+	if code != http.StatusAccepted {
+		t.Fatalf("transient failure answered %d %v, want 202", code, body)
+	}
+	<-h.runs
+	select {
+	case got := <-callback:
+		t.Fatalf("callback %q sent for a failure the journal retries", got)
+	default:
+	}
+	h.mu.Lock()
+	h.fail = errors.New("no space left on device") // the retry fails for good
+	h.mu.Unlock()
+	select {
+	case got := <-callback:
+		if got != "HEAD /tmp/abc" {
+			t.Fatalf("callback = %q", got)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no callback after the retry failed for good")
+	}
 }

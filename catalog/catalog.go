@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/sirupsen/logrus"
 
@@ -38,6 +39,33 @@ func New(workspaceDir string, watch Watcher, log *logrus.Entry) *Handler {
 
 // Name implements handlers.Handler.
 func (h *Handler) Name() string { return Name }
+
+// Start implements handlers.Starter: it watches every existing user
+// workspace, as the original restores its monitors at start-up (after a
+// switch from the Python Cowbird, whose monitors were kept in MongoDB,
+// there is nothing else to restore them from). A missing workspace_dir is
+// a warning: there is no workspace to watch yet.
+func (h *Handler) Start(ctx context.Context) error {
+	entries, err := os.ReadDir(h.workspaceDir)
+	if errors.Is(err, os.ErrNotExist) {
+		h.log.WithField("path", h.workspaceDir).Warn("workspace_dir does not exist: no workspace to monitor yet")
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("list workspaces: %w", err)
+	}
+	for _, e := range entries {
+		// Real directories only (a symlink is not followed), and not the
+		// hidden ones (.trash).
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		if err := h.watch.Register(ctx, filepath.Join(h.workspaceDir, e.Name()), Name, true); err != nil {
+			h.log.WithError(err).WithField("user", e.Name()).Warn("Cannot monitor the user workspace")
+		}
+	}
+	return nil
+}
 
 // UserCreated implements handlers.UserHandler: it watches {workspace_dir}/{user}
 // recursively. A workspace that does not exist yet is a warning, not a failure

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -127,5 +128,40 @@ func TestCatalogWatchLifecycle(t *testing.T) {
 	r3 := start(t, data)
 	if got := r3.mon.Registrations(); len(got) != 0 {
 		t.Fatalf("registration came back after restart: %v", got)
+	}
+}
+
+// TestCatalogStartWatchesExistingWorkspaces: users whose workspace exists
+// before the first start (a switch from the Python Cowbird) are watched.
+func TestCatalogStartWatchesExistingWorkspaces(t *testing.T) {
+	ws := t.TempDir()
+	for _, d := range []string{"alice", "bob", ".trash"} {
+		if err := os.Mkdir(filepath.Join(ws, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("/etc", filepath.Join(ws, "planted")); err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, t.TempDir())
+	h := New(ws, r.mon, quiet())
+	if err := h.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, reg := range r.mon.Registrations() {
+		got = append(got, reg.Path)
+	}
+	want := []string{filepath.Join(ws, "alice"), filepath.Join(ws, "bob")}
+	if !slices.Equal(got, want) {
+		t.Fatalf("watched %v, want %v (no hidden directory, no symlink)", got, want)
+	}
+	f := filepath.Join(ws, "bob", "new.txt")
+	if err := os.WriteFile(f, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r.expect(t, f)
+	if err := New(filepath.Join(ws, "missing"), r.mon, quiet()).Start(context.Background()); err != nil {
+		t.Fatalf("Start without workspace_dir = %v, want a warning only", err)
 	}
 }

@@ -105,8 +105,15 @@ func (s *Section) String(key string) string { return s.scalar(key, s.d.str) }
 func (s *Section) NonEmpty(key string) string { return s.scalar(key, s.d.nonEmpty) }
 
 // Text is any scalar value of key as written (credentials may be
-// numbers); "" when absent.
-func (s *Section) Text(key string) string { return s.scalar(key, s.d.text) }
+// numbers); "" when absent or null (an unset variable in a template).
+func (s *Section) Text(key string) string {
+	return s.scalar(key, func(n *yaml.Node, path string) (string, bool) {
+		if n := resolve(n); n != nil && n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+			return "", true
+		}
+		return s.d.text(n, path)
+	})
+}
 
 // scalar decodes key's value once with get; a key read again (a common key
 // a kind also reads) gives the same value without a second report.
@@ -148,6 +155,11 @@ func (d *decoder) handler(kind HandlerKind, n *yaml.Node, log *logrus.Entry) Han
 			h.Priority = &v
 		}
 	}
+	if !h.Active {
+		// An inactive handler is checked for its shape only: its values
+		// (an empty credential from an unset variable, say) do not matter.
+		s.d = &decoder{file: d.file}
+	}
 	h.URL, h.WorkspaceDir = s.String("url"), s.String("workspace_dir")
 	if kind.Decode != nil {
 		h.Settings = kind.Decode(s)
@@ -157,7 +169,7 @@ func (d *decoder) handler(kind HandlerKind, n *yaml.Node, log *logrus.Entry) Han
 			continue
 		}
 		if schemaNonEmpty[k] {
-			d.nonEmpty(s.vals[k], join(s.scope, k))
+			s.d.nonEmpty(s.vals[k], join(s.scope, k))
 		}
 		s.log.WithFields(logrus.Fields{"key": k, "file": d.file}).Warn("unknown handler key ignored")
 	}

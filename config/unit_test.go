@@ -118,3 +118,41 @@ func TestLoadMissingPath(t *testing.T) {
 		t.Errorf("warnings = %q", got)
 	}
 }
+
+// TestInactiveHandlerShapeOnly: an inactive handler is checked for its
+// shape only, and an empty credential (an unset variable in a template)
+// is empty, not a type error; an active one is still checked.
+func TestInactiveHandlerShapeOnly(t *testing.T) {
+	kind := HandlerKind{Name: "Svc", Decode: func(s *Section) any { return s.Credentials() },
+		Validate: func(hc HandlerConfig) Errors {
+			c := SettingsOf[Credentials](hc)
+			return hc.Require("admin_user", c.AdminUser)
+		}}
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, yaml, want string
+	}{
+		{"inactive, null and list credentials", "handlers:\n  Svc:\n    active: false\n    admin_user:\n    admin_password: [1]\n", ""},
+		{"inactive, bad url type", "handlers:\n  Svc:\n    url: 5\n", ""},
+		{"inactive, bad shape", "handlers:\n  Svc: [1]\n", "handlers.Svc: must be a mapping, got a list"},
+		{"inactive, bad active", "handlers:\n  Svc:\n    active: maybe\n", "handlers.Svc.active: must be a boolean, got a string"},
+		{"active, null credential", "handlers:\n  Svc:\n    active: true\n    admin_user:\n",
+			"handlers.Svc.admin_user: Svc handler requires the following missing configuration parameter : [admin_user]"},
+		{"active, list credential", "handlers:\n  Svc:\n    active: true\n    admin_user: [1]\n",
+			"handlers.Svc.admin_user: must be a string, got a list"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(dir, "c.yml")
+			writeFile(t, p, tc.yaml)
+			log, _ := newLog()
+			_, err := load(p, log, []HandlerKind{kind}, env(nil))
+			got := ""
+			if err != nil {
+				got = err.Error()
+			}
+			if !strings.Contains(got, tc.want) || (tc.want == "") != (err == nil) {
+				t.Fatalf("load = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -83,16 +83,20 @@ func decode(s *config.Section) any {
 func (c *Config) OutputsDir() string { return c.WPSOutputsDir }
 
 // build builds the handler on the shared Magpie client, each event or run
-// on a caching copy; the link index is kept in the state store.
+// on a caching copy (without one, no user is known: see noMagpie); the link
+// index is kept in the state store.
 func build(_ context.Context, env handlers.Env) (handlers.Handler, error) {
-	mc, err := magpie.Shared(env)
-	if err != nil {
-		return nil, err
+	sessions := func() Magpie { return noMagpie{} }
+	if mc, err := magpie.Shared(env); err == nil {
+		sessions = func() Magpie { return mc.WithCache() }
+	} else {
+		env.Log.Warn("no Magpie url and credentials: workspaces, notebooks and public WPS outputs are kept, " +
+			"user WPS outputs stay private (not linked)")
 	}
 	db, err := handlers.Dep[IndexStore](env)
 	if err != nil {
 		return nil, err
 	}
-	return New(config.SettingsOf[Config](env.Entry), func() Magpie { return mc.WithCache() }, env.Watcher, env.Log,
+	return New(config.SettingsOf[Config](env.Entry), sessions, env.Watcher, env.Log,
 		Options{AdminUID: env.Settings.AdminUID, AdminGID: env.Settings.AdminGID, IndexStore: db})
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/cowbird-go/cowbird/filesystem"
+	"github.com/cowbird-go/cowbird/handlers"
+	"github.com/cowbird-go/cowbird/magpie/magpietest"
 	"github.com/cowbird-go/cowbird/store"
 )
 
@@ -296,4 +298,30 @@ func TestIndexSurvivesRestart(t *testing.T) {
 		t.Errorf("first run after the restart: %+v, want 5 directories from the stored index and the new link", st)
 	}
 	assertLinked(t, added, e.pub("weaver/public/job1/new.nc"))
+}
+
+// TestPublicLinksWithoutMagpie: when Magpie cannot list the users, a full
+// reconcile still links the public outputs, leaves the users' links as they
+// are, and reports the error.
+func TestPublicLinksWithoutMagpie(t *testing.T) {
+	e := newEnv(t, []string{"alice"}, "alice")
+	must(t, e.mg.SetUserPermission("alice", e.routeID, "read-allow-recursive"))
+	e.file(e.userFile("finch", "alice", "a.nc"), 0o644)
+	e.reconcile(filesystem.Scope{})
+	userLink := filepath.Join(e.ws, "alice", "wps_outputs", "finch", "a.nc")
+	if _, err := os.Lstat(userLink); err != nil {
+		t.Fatalf("user link not made while Magpie answers: %v", err)
+	}
+	e.file("hummingbird/report.txt", 0o644)
+	e.mg.Inject("*", magpietest.Fault{Status: 503, Times: 1000})
+	_, err := e.h.Reconcile(ctx(t), filesystem.Scope{}, filesystem.ReconcileOptions{})
+	if err == nil || !handlers.IsTransient(err) {
+		t.Fatalf("reconcile without Magpie = %v, want a transient error", err)
+	}
+	if _, err := os.Lstat(filepath.Join(e.ws, "public", "wps_outputs", "hummingbird", "report.txt")); err != nil {
+		t.Errorf("public link not made without Magpie: %v", err)
+	}
+	if _, err := os.Lstat(userLink); err != nil {
+		t.Errorf("user link removed while Magpie was down: %v", err)
+	}
 }

@@ -56,9 +56,15 @@ func (r *run) cover(ctx context.Context, scope Scope) error {
 
 // all reconciles every source and link, and the notebooks symlinks too
 // when notebooks is set.
+//
+// Public outputs need no Magpie: when it cannot list the users, the public
+// links are reconciled all the same, the users' links are left as they are
+// (no user is known), and the error is returned at the end.
 func (r *run) all(ctx context.Context, notebooks bool) error {
-	if err := r.loadUsers(ctx); err != nil {
-		return err
+	usersErr := r.loadUsers(ctx)
+	if usersErr != nil {
+		r.log.WithError(usersErr).Warn("Magpie unavailable: reconciling the public WPS outputs only")
+		r.users = map[int]string{}
 	}
 	users := r.usable()
 	if notebooks {
@@ -76,7 +82,7 @@ func (r *run) all(ctx context.Context, notebooks bool) error {
 	for _, u := range users {
 		r.staleBirds(ctx, u, "")
 	}
-	return nil
+	return usersErr
 }
 
 // user reconciles one user's sources (*/users/<id>/), link root and

@@ -128,6 +128,13 @@ type Closer interface {
 	Close() error
 }
 
+// Readier is a handler that can be up but not ready (Magpie refusing its
+// sign-in, say): Ready says why not, for /readyz and the metrics.
+type Readier interface {
+	Handler
+	Ready() error
+}
+
 // Collector is a handler that exports metrics.
 type Collector interface {
 	Handler

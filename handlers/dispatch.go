@@ -22,6 +22,9 @@ type Options struct {
 	Backoff Backoff
 	// MaxAttempts bounds the number of attempts; default 15.
 	MaxAttempts int
+	// GaveUp, if set, is called when a journaled retry of ev fails for good
+	// for the handler (an error that is not transient, or the last attempt).
+	GaveUp func(ev Event, handler string, err error)
 }
 
 // Dispatcher runs events through the registry's active handlers in priority
@@ -136,7 +139,7 @@ func (d *Dispatcher) Dispatch(ctx context.Context, ev Event) error {
 		d.log.WithField("event", ev.Name()).Warn("no active handler: event ignored")
 		return nil
 	}
-	return d.run(ctx, Record{Event: ev, Pending: d.targets(ev, nil)})
+	return d.run(ctx, Record{Event: ev, Pending: d.targets(ev, nil)}, false)
 }
 
 // Submit journals ev (when a journal is set), then dispatches it. It returns
@@ -158,7 +161,7 @@ func (d *Dispatcher) SubmitTo(ctx context.Context, ev Event, keep func(Handler) 
 	}
 	targets := d.targets(ev, keep)
 	if d.opts.Journal == nil {
-		return 0, d.run(ctx, Record{Event: ev, Pending: targets})
+		return 0, d.run(ctx, Record{Event: ev, Pending: targets}, false)
 	}
 	rec, err := d.opts.Journal.Append(ctx, ev, targets)
 	if err != nil {
@@ -168,7 +171,7 @@ func (d *Dispatcher) SubmitTo(ctx context.Context, ev Event, keep func(Handler) 
 	d.inflight[rec.ID] = true
 	d.mu.Unlock()
 	defer d.release(rec.ID)
-	return rec.ID, d.run(ctx, rec)
+	return rec.ID, d.run(ctx, rec, false)
 }
 
 func (d *Dispatcher) release(id uint64) {
@@ -178,20 +181,27 @@ func (d *Dispatcher) release(id uint64) {
 }
 
 // run calls rec.Pending handlers in order, under the event key's lock.
-func (d *Dispatcher) run(ctx context.Context, rec Record) error {
+// A replayed run (the journal's retries) reports the handlers that fail for
+// good to Options.GaveUp.
+func (d *Dispatcher) run(ctx context.Context, rec Record, replayed bool) error {
 	unlock := d.lock(rec.Event.Key())
 	defer unlock()
 	var errs []error
 	for _, name := range slices.Clone(rec.Pending) {
 		if err := ctx.Err(); err != nil {
-			errs = append(errs, fmt.Errorf("%s not run: %w", name, err))
-			break
+			// Still pending in the journal, if any: Run retries it.
+			errs = append(errs, &HandlerError{Handler: name, Err: fmt.Errorf("not run: %w", err), Retrying: rec.ID != 0})
+			continue
 		}
 		err := d.call(ctx, name, rec.Event)
+		retrying, jerr := d.record(ctx, rec, name, err)
 		if err != nil {
-			errs = append(errs, &HandlerError{Handler: name, Err: err})
+			errs = append(errs, &HandlerError{Handler: name, Err: err, Retrying: retrying})
+			if replayed && !retrying && d.opts.GaveUp != nil {
+				d.opts.GaveUp(rec.Event, name, err)
+			}
 		}
-		if jerr := d.record(ctx, rec, name, err); jerr != nil {
+		if jerr != nil {
 			errs = append(errs, jerr)
 		}
 	}
@@ -250,33 +260,34 @@ func (d *Dispatcher) call(ctx context.Context, name string, ev Event) (err error
 // record writes the outcome of one handler call to the journal. A success
 // also settles older unfinished events of the same key for that handler:
 // their effect is superseded by this newer event.
-func (d *Dispatcher) record(ctx context.Context, rec Record, name string, err error) error {
+// It reports whether a failure is kept pending for a retry.
+func (d *Dispatcher) record(ctx context.Context, rec Record, name string, err error) (bool, error) {
 	j := d.opts.Journal
 	if j == nil || rec.ID == 0 {
-		return nil
+		return false, nil
 	}
 	// The outcome must be written even when the caller's ctx just ended.
 	ctx = context.WithoutCancel(ctx)
 	key := rec.Event.Key()
 	if err == nil {
 		if jerr := j.Done(ctx, rec.ID, name); jerr != nil {
-			return fmt.Errorf("journal event %d done for %s: %w", rec.ID, name, jerr)
+			return false, fmt.Errorf("journal event %d done for %s: %w", rec.ID, name, jerr)
 		}
 		d.setWaiting(key, rec.ID, name, false)
-		return d.supersede(ctx, rec, name)
+		return false, d.supersede(ctx, rec, name)
 	}
 	var retryAt time.Time
 	if IsTransient(err) && rec.Attempts+1 < d.opts.MaxAttempts {
 		retryAt = time.Now().Add(d.opts.Backoff.Delay(rec.Attempts))
 	}
 	if jerr := j.Fail(ctx, rec.ID, name, err.Error(), retryAt); jerr != nil {
-		return fmt.Errorf("journal event %d failure for %s: %w", rec.ID, name, jerr)
+		return false, fmt.Errorf("journal event %d failure for %s: %w", rec.ID, name, jerr)
 	}
 	d.setWaiting(key, rec.ID, name, !retryAt.IsZero())
 	if !retryAt.IsZero() {
 		d.poke()
 	}
-	return nil
+	return !retryAt.IsZero(), nil
 }
 
 // setWaiting adds or removes one unfinished (key, event, handler) triple.
@@ -437,7 +448,7 @@ func (d *Dispatcher) replayDue(ctx context.Context) (time.Time, error) {
 		}
 		log := d.log.WithFields(logrus.Fields{"event_id": rec.ID, "event": rec.Event.Name()})
 		log.WithField("handlers", rec.Pending).Info("replaying journaled event")
-		if err := d.run(ctx, rec); err != nil {
+		if err := d.run(ctx, rec, true); err != nil {
 			log.WithError(err).Warn("replayed event failed")
 		}
 		d.release(rec.ID)
@@ -470,5 +481,5 @@ var ErrNoHandler = errors.New("no such active handler")
 // Retry runs rec's event again for the named handlers (e.g. those whose
 // failure was final), recording the outcomes in the journal.
 func (d *Dispatcher) Retry(ctx context.Context, rec Record, names []string) error {
-	return d.run(ctx, Record{ID: rec.ID, Event: rec.Event, Attempts: rec.Attempts, Pending: names})
+	return d.run(ctx, Record{ID: rec.ID, Event: rec.Event, Attempts: rec.Attempts, Pending: names}, false)
 }

@@ -353,6 +353,51 @@ func TestSubmitJournalsAndRetriesTransientFailures(t *testing.T) {
 	}
 }
 
+// TestRetryingAndGaveUp: Submit's error says whether every failure is kept
+// for a retry; a retry that fails for good is reported to GaveUp, the first
+// attempt is not (its caller has the error).
+func TestRetryingAndGaveUp(t *testing.T) {
+	log := &callLog{}
+	var mu sync.Mutex
+	failure := error(transientErr{})
+	flaky := &recorder{name: "Flaky", log: log, fail: func(Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		return failure
+	}}
+	reg, _ := NewRegistry(Registration{Handler: flaky, Active: true})
+	var gaveUp []string
+	j := newMemJournal()
+	d := NewDispatcher(reg, quietLog(), Options{Journal: j, Backoff: Backoff{Base: time.Millisecond, Max: time.Millisecond},
+		GaveUp: func(ev Event, h string, err error) { gaveUp = append(gaveUp, ev.Name()+" "+h+": "+err.Error()) }})
+	ctx := context.Background()
+	id, err := d.Submit(ctx, UserEvent{Action: Created, UserName: "alice"})
+	if !Retrying(err) {
+		t.Fatalf("transient failure: Retrying(%v) = false", err)
+	}
+	mu.Lock()
+	failure = errors.New("disk full")
+	mu.Unlock()
+	j.mu.Lock()
+	j.recs[id].RetryAt = time.Time{} // due now
+	j.mu.Unlock()
+	if _, err := d.replayDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"user_created Flaky: disk full"}; !slices.Equal(gaveUp, want) {
+		t.Fatalf("GaveUp calls = %v, want %v", gaveUp, want)
+	}
+	if _, err := d.Submit(ctx, UserEvent{Action: Created, UserName: "bob"}); err == nil || Retrying(err) {
+		t.Fatalf("definite failure: err %v, Retrying true", err)
+	}
+	if len(gaveUp) != 1 {
+		t.Fatalf("GaveUp called for a first attempt: %v", gaveUp)
+	}
+	if Retrying(nil) || Retrying(errors.Join(&HandlerError{Handler: "a", Retrying: true, Err: failure}, errors.New("journal"))) {
+		t.Fatal("Retrying must be false for nil and for an error outside the handlers")
+	}
+}
+
 func TestReplayRunsOnlyUnfinishedHandlersOnce(t *testing.T) {
 	log := &callLog{}
 	reg, _ := NewRegistry(

@@ -50,6 +50,27 @@ func IsTransient(err error) bool {
 type HandlerError struct {
 	Handler string
 	Err     error
+	// Retrying is true when the journal keeps the event pending for this
+	// handler: it will be tried again.
+	Retrying bool
+}
+
+// Retrying reports whether err, from Submit, holds only failures that the
+// journal retries: the event is safely kept, nothing failed for good.
+func Retrying(err error) bool {
+	if err == nil {
+		return false
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			if !Retrying(e) {
+				return false
+			}
+		}
+		return true
+	}
+	var he *HandlerError
+	return errors.As(err, &he) && he.Retrying
 }
 
 // Error implements error.

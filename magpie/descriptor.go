@@ -33,25 +33,15 @@ var Descriptor = handlers.Descriptor{
 	},
 }
 
-// newHandler builds the Magpie handler on the shared client and checks the
-// sync_permissions service types with Magpie; Magpie being unreachable is
-// only a warning.
-func newHandler(ctx context.Context, env handlers.Env) (handlers.Handler, error) {
+// newHandler builds the Magpie handler on the shared client. It asks
+// Magpie nothing: its Run checks Magpie in the background, so that the
+// daemon starts whatever Magpie answers (the original does too).
+func newHandler(_ context.Context, env handlers.Env) (handlers.Handler, error) {
 	c, err := Shared(env)
 	if err != nil {
 		return nil, err
 	}
-	h, err := NewHandler(env.Config.SyncPoints, c, env.Log)
-	if err != nil {
-		return nil, err
-	}
-	if err := h.Validate(ctx); err != nil {
-		if !handlers.IsTransient(err) {
-			return nil, err
-		}
-		env.Log.WithError(err).Warn("Magpie unreachable: sync_permissions service types not checked against Magpie")
-	}
-	return h, nil
+	return NewHandler(env.Config.SyncPoints, c, env.Log)
 }
 
 // SharedClient is the Magpie client every handler shares, from the Magpie

@@ -50,10 +50,15 @@ func (e *Error) Is(target error) bool {
 }
 
 // Transient reports whether retrying later may succeed: a 5xx or 429 answer,
-// a timeout or a connection failure (not a cancelled context).
+// a timeout or a connection failure (not a cancelled context), and a refused
+// sign-in, since Magpie's admin account may not exist yet (Magpie creates it
+// at its first start) or be fixed by the operator without restarting us.
 func (e *Error) Transient() bool {
 	if e.Err != nil {
 		return !errors.Is(e.Err, context.Canceled)
 	}
-	return e.Status >= 500 || e.Status == http.StatusTooManyRequests
+	return e.Status >= 500 || e.Status == http.StatusTooManyRequests || e.Op == opSignIn
 }
+
+// opSignIn is the Op of a sign-in (session.signIn).
+const opSignIn = "POST /signin"

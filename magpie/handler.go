@@ -21,6 +21,7 @@ type Handler struct {
 	points []*syncPoint
 	client *Client
 	log    *logrus.Entry
+	check  checkState // Run's check of Magpie, for Ready
 }
 
 // NewHandler compiles the sync points (already validated by config) for c.

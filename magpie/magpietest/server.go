@@ -186,6 +186,13 @@ func (s *Server) Inject(route string, f Fault) {
 	s.faults[route] = append(s.faults[route], &f)
 }
 
+// ClearFaults drops every fault still queued.
+func (s *Server) ClearFaults() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.faults)
+}
+
 // FailNext makes the next n requests on route answer status.
 func (s *Server) FailNext(route string, n, status int) {
 	s.Inject(route, Fault{Status: status, Times: n})

@@ -1,0 +1,97 @@
+package app
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cowbird-go/cowbird/magpie/magpietest"
+)
+
+// tree makes the bird-house trees under dir with one public WPS output.
+func tree(t *testing.T, dir string) {
+	t.Helper()
+	for _, sub := range []string{"user_workspaces", "jupyterhub_user_data", "wpsoutputs/hummingbird"} {
+		must(t, os.MkdirAll(filepath.Join(dir, sub), 0o755))
+	}
+	must(t, os.WriteFile(filepath.Join(dir, "wpsoutputs/hummingbird/report.txt"), []byte("public"), 0o644))
+}
+
+const fileSystemEntry = `  FileSystem:
+    active: true
+    priority: 1
+    workspace_dir: %[1]s/user_workspaces
+    jupyterhub_user_data_dir: %[1]s/jupyterhub_user_data
+    wps_outputs_dir: %[1]s/wpsoutputs
+`
+
+// TestStartsWhileMagpieRefusesTheSignIn: the daemon starts, links the
+// public outputs, reports the problem in /readyz and the metrics, answers a
+// user webhook 202 (journaled, retried), and converges once Magpie accepts
+// the sign-in: the user's workspace is built and the daemon becomes ready.
+func TestStartsWhileMagpieRefusesTheSignIn(t *testing.T) {
+	dir := t.TempDir()
+	tree(t, dir)
+	mp := magpietest.NewServer(t, magpietest.Options{QuietSeeding: true})
+	_, err := mp.AddUser("alice", "qwertyqwerty", "users")
+	must(t, err)
+	mp.Inject("POST /signin", magpietest.Fault{Status: http.StatusUnauthorized, Times: 1 << 30})
+	cfg := filepath.Join(dir, "config.yml")
+	must(t, os.WriteFile(cfg, []byte("handlers:\n  Magpie: {active: true, url: "+mp.URL()+", admin_user: admin, admin_password: qwertyqwerty}\n"+
+		fmt.Sprintf(fileSystemEntry, dir)), 0o600))
+	base := runDaemon(t, testOptions(t, cfg, dir))
+
+	eventually(t, "the public link", func() bool {
+		_, err := os.Lstat(filepath.Join(dir, "user_workspaces/public/wps_outputs/hummingbird/report.txt"))
+		return err == nil
+	})
+	eventually(t, "/readyz to name the refused sign-in", func() bool {
+		resp, err := http.Get(base + "/readyz")
+		must(t, err)
+		defer resp.Body.Close()
+		body := make([]byte, 4096)
+		n, _ := resp.Body.Read(body)
+		return resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(string(body[:n]), "signin")
+	})
+	if m := get(t, base+"/metrics"); !strings.Contains(m, `cowbird_handler_ready{handler="Magpie"} 0`) {
+		t.Errorf("metrics lack the Magpie handler not ready")
+	}
+	code, body := post(t, base+"/webhooks/users", `{"event": "created", "user_name": "alice", "callback_url": ""}`)
+	if code != http.StatusAccepted {
+		t.Fatalf("user webhook while Magpie refuses = %d %v, want 202", code, body)
+	}
+	mp.ClearFaults() // the operator fixed Magpie's account
+	eventually(t, "the user's notebooks symlink after the retry", func() bool {
+		_, err := os.Lstat(filepath.Join(dir, "user_workspaces/alice/notebooks"))
+		return err == nil
+	})
+	eventually(t, "/readyz to pass", func() bool {
+		resp, err := http.Get(base + "/readyz")
+		must(t, err)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+// TestFileSystemWithoutMagpie: FileSystem runs without a Magpie entry, as
+// in the original: workspaces, notebooks and public links work.
+func TestFileSystemWithoutMagpie(t *testing.T) {
+	dir := t.TempDir()
+	tree(t, dir)
+	cfg := filepath.Join(dir, "config.yml")
+	must(t, os.WriteFile(cfg, []byte(fmt.Sprintf("handlers:\n"+fileSystemEntry, dir)), 0o600))
+	base := runDaemon(t, testOptions(t, cfg, dir))
+	code, body := post(t, base+"/webhooks/users", `{"event": "created", "user_name": "alice", "callback_url": ""}`)
+	if code != http.StatusOK {
+		t.Fatalf("user webhook = %d %v", code, body)
+	}
+	for _, p := range []string{"alice/notebooks", "public/wps_outputs/hummingbird/report.txt"} {
+		eventually(t, p, func() bool {
+			_, err := os.Lstat(filepath.Join(dir, "user_workspaces", p))
+			return err == nil
+		})
+	}
+}
