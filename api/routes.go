@@ -83,14 +83,14 @@ func (s *Server) routeTable() []route {
 		{method: http.MethodPost, path: "/webhooks/users", name: "user_webhook", tag: tagWebhooks, summary: "Magpie user webhook: a user was created or deleted.",
 			body: userWebhookSchema, responses: map[int]string{
 				http.StatusOK: detailUserOK, http.StatusAccepted: detailUserRetrying,
-				http.StatusBadRequest: detailUserBadRequest + " / body not a JSON object",
+				http.StatusBadRequest:            detailUserBadRequest + " / body not a JSON object",
 				http.StatusRequestEntityTooLarge: detailTooLarge, http.StatusUnprocessableEntity: detailInvalidValue,
 				http.StatusInternalServerError: detailUserDispatchFail, http.StatusUnauthorized: detailBadWebhookSecret,
 			}, handle: s.requireWebhookSecret(s.postUserWebhook)},
 		{method: http.MethodPost, path: "/webhooks/permissions", name: "permission_webhook", tag: tagWebhooks, summary: "Magpie permission webhook: a permission was created or deleted.",
 			body: permissionWebhookSchema, responses: map[int]string{
 				http.StatusOK: detailPermOK, http.StatusAccepted: detailPermRetrying,
-				http.StatusBadRequest: detailPermBadRequest + " / body not a JSON object",
+				http.StatusBadRequest:            detailPermBadRequest + " / body not a JSON object",
 				http.StatusRequestEntityTooLarge: detailTooLarge, http.StatusUnprocessableEntity: detailInvalidValue,
 				http.StatusInternalServerError: detailServerError, http.StatusUnauthorized: detailBadWebhookSecret,
 			}, handle: s.requireWebhookSecret(s.postPermissionWebhook)},
@@ -104,7 +104,7 @@ func (s *Server) routeTable() []route {
 		{method: http.MethodGet, path: "/metrics", name: "metrics", tag: tagAPI, summary: "Prometheus metrics.",
 			plain: true, responses: map[int]string{http.StatusOK: "Prometheus text exposition."},
 			handle: echo.WrapHandler(promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))},
-	}, s.actionRoutes()...)
+	}, append(s.actionRoutes(), s.stateRoutes()...)...)
 }
 
 // with returns a copy of m with code set to detail.

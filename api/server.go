@@ -82,6 +82,8 @@ type Options struct {
 	Actions *actions.Service
 	// Auth says who may call the actions API and the webhooks.
 	Auth Auth
+	// State, when set, is served to admins under GET /state/snapshot.
+	State Snapshotter
 }
 
 // Server is the HTTP server of the daemon.

@@ -129,6 +129,7 @@ func (d *daemon) wire(ctx context.Context, dataDir string) error {
 		Registry:        reg,
 		Dispatcher:      apiDispatcher{d.disp, d},
 		Actions:         d.actions,
+		State:           d.db,
 		Auth:            d.auth(),
 		URL:             d.settings.URL,
 		DaemonVersion:   d.version,
@@ -203,15 +204,20 @@ func (d *daemon) collectors(reg *handlers.Registry) []prometheus.Collector {
 // reconcile (start-up catch-up, inotify overflow). It reports whether the
 // reconcile covered what the lost file events would have done.
 func (d *daemon) resyncWatch(ctx context.Context, r monitor.Registration) (bool, error) {
-	if h, ok := d.disp.Registry().Lookup(r.Handler); ok {
-		if pr, ok := h.(handlers.PathResyncer); ok {
-			return pr.ResyncPath(ctx, r.Path)
-		}
+	log := d.log.WithFields(logrus.Fields{"handler": r.Handler, "path": r.Path})
+	h, ok := d.disp.Registry().Lookup(r.Handler)
+	if !ok {
+		log.Warn("watch of an inactive handler: no reconcile")
+		return false, nil
 	}
-	if errors.Is(d.disp.Resync(ctx, r.Handler), handlers.ErrNoHandler) {
-		d.log.WithFields(logrus.Fields{"handler": r.Handler, "path": r.Path}).Warn("watch of an inactive handler: no reconcile")
+	if pr, ok := h.(handlers.PathResyncer); ok {
+		return pr.ResyncPath(ctx, r.Path)
 	}
-	return false, nil
+	if _, ok := h.(handlers.Resyncer); !ok {
+		log.Debug("no reconcile for this watch: the handler has none") // once per watch: not a warning
+		return false, nil
+	}
+	return false, d.disp.Resync(ctx, r.Handler)
 }
 
 func (d *daemon) readiness() error {

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +16,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -323,23 +323,53 @@ func TestDockerignore(t *testing.T) {
 	}
 }
 
-// TestBinary builds the binary the way the Dockerfile does and runs it.
-func TestBinary(t *testing.T) {
-	const version = "9.9.9-deploytest"
-	_, b := dockerfileBuild(t, parseDockerfile(t, filepath.Join(root, "Dockerfile")), version)
-	bin := filepath.Join(t.TempDir(), "cowbird")
-	args := slices.Clone(b.args)
-	for i, a := range args {
-		if a == "-o" {
-			args[i+1] = bin
+// binaryVersion is the VERSION build argument of the test binary.
+const binaryVersion = "9.9.9-deploytest"
+
+// built is the binary built once per test process (see builtBinary).
+var built struct {
+	sync.Mutex
+	dir, path string
+	err       error
+}
+
+// builtBinary builds the binary the way the Dockerfile does, once, and
+// returns its path. TestMain removes it.
+func builtBinary(t *testing.T) string {
+	t.Helper()
+	built.Lock()
+	defer built.Unlock()
+	if built.path == "" && built.err == nil {
+		_, b := dockerfileBuild(t, parseDockerfile(t, filepath.Join(root, "Dockerfile")), binaryVersion)
+		built.dir, built.err = os.MkdirTemp("", "deploytest-")
+		if built.err == nil {
+			bin := filepath.Join(built.dir, "cowbird")
+			args := slices.Clone(b.args)
+			for i, a := range args {
+				if a == "-o" {
+					args[i+1] = bin
+				}
+			}
+			build := exec.Command("go", args...)
+			build.Dir = root
+			build.Env = append(os.Environ(), b.env...)
+			if out, err := build.CombinedOutput(); err != nil {
+				built.err = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+			} else {
+				built.path = bin
+			}
 		}
 	}
-	build := exec.Command("go", args...)
-	build.Dir = root
-	build.Env = append(os.Environ(), b.env...)
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+	if built.err != nil {
+		t.Fatal(built.err)
 	}
+	return built.path
+}
+
+// TestBinary builds the binary the way the Dockerfile does and runs it.
+func TestBinary(t *testing.T) {
+	bin := builtBinary(t)
+	const version = binaryVersion
 
 	t.Run("static", func(t *testing.T) {
 		f, err := elf.Open(bin)
@@ -404,8 +434,12 @@ format = [%(asctime)s] %(levelname)-10.10s [%(threadName)s][%(name)s] %(message)
 		if out, code := runBin(t, bin, nil, "healthcheck", "--url", url); code != 0 {
 			t.Errorf("healthcheck of the running daemon: exit %d, want 0\n%s", code, out)
 		}
-		if home := get(t, url); !strings.Contains(home, `"documentation":"https://birdhouse.example.org/cowbird/api"`) {
+		home := get(t, url)
+		if !strings.Contains(home, `"documentation":"https://birdhouse.example.org/cowbird/api"`) {
 			t.Errorf("GET / does not use cowbird.url of the INI file:\n%s", home)
+		}
+		if check := canarieResponseCheck(t); !check.MatchString(home) {
+			t.Errorf("GET / fails the CanarieAPI check %s:\n%s", check, home)
 		}
 		metrics := get(t, url+"metrics")
 		if !strings.Contains(metrics, "cowbird_http_requests_total") {
@@ -422,22 +456,43 @@ format = [%(asctime)s] %(levelname)-10.10s [%(threadName)s][%(name)s] %(message)
 		if out, code := runBin(t, bin, nil, "healthcheck", "--url", url, "--timeout", "5s"); code != 1 {
 			t.Errorf("healthcheck of a stopped daemon: exit %d, want 1\n%s", code, out)
 		}
-	})
 
-	t.Run("birdhouse template validates", func(t *testing.T) {
-		rendered := renderBirdhouseTemplate(t)
-		cfg := filepath.Join(t.TempDir(), "config.yml")
-		writeFile(t, cfg, rendered)
-		// The container environment of docker-compose-extra.yml, with the defaults.
-		env := []string{"WORKSPACE_DIR=/data/user_workspaces", "WPS_OUTPUTS_DIR=/data/wps_outputs"}
-		out, code := runBin(t, bin, env, "config", "validate", cfg)
-		if code != 0 {
-			t.Fatalf("config validate: exit %d, want 0\n%s", code, out)
+		// Back up the stopped daemon's state, restore it elsewhere, and
+		// start a daemon on it: it is ready with no event left to do.
+		backup := filepath.Join(dir, "backup", "cowbird.db")
+		if out, code := runBin(t, bin, nil, "backup", "--data-dir", dataDir, backup); code != 0 {
+			t.Fatalf("backup: exit %d\n%s", code, out)
 		}
-		if strings.Contains(out, "level=warning") {
-			t.Errorf("config validate warns about the birdhouse template:\n%s", out)
+		restored := filepath.Join(dir, "restored")
+		if out, code := runBin(t, bin, nil, "restore", "--data-dir", restored, backup); code != 0 || !strings.Contains(out, "events=") {
+			t.Fatalf("restore: exit %d\n%s", code, out)
+		}
+		d = startDaemon(t, bin, cfg, restored, "COWBIRD_INI_FILE_PATH="+ini)
+		base := "http://" + d.addr + "/"
+		if out, code := runBin(t, bin, nil, "healthcheck", "--url", base+"readyz"); code != 0 {
+			t.Errorf("readiness of the daemon on the restored state: exit %d\n%s", code, out)
+		}
+		if m := get(t, base+"metrics"); !strings.Contains(m, "\ncowbird_journal_pending_events 0\n") {
+			t.Errorf("the daemon on the restored state has pending events:\n%s", grepLines(m, "cowbird_journal"))
+		}
+		if out, code := runBin(t, bin, nil, "restore", "--data-dir", restored, backup); code != 1 || !strings.Contains(out, "stop it first") {
+			t.Errorf("restore under the running daemon: exit %d, want 1\n%s", code, out)
+		}
+		if code := d.stop(t); code != 0 {
+			t.Errorf("serve on the restored state: exit code %d\n%s", code, d.log())
 		}
 	})
+}
+
+// grepLines returns the lines of s that contain substr.
+func grepLines(s, substr string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // runBin runs the binary with a clean environment plus env and returns
@@ -618,132 +673,6 @@ func readYAML(t *testing.T, path string, into any) {
 	}
 	if err := yaml.Unmarshal(data, into); err != nil {
 		t.Fatalf("%s: %v", path, err)
-	}
-}
-
-// birdhouseEnv are sample values of the variables birdhouse-compose.sh
-// substitutes in component templates (deployment.md §1.3-§1.4).
-var birdhouseEnv = map[string]string{
-	"MAGPIE_ADMIN_USERNAME":                       "admin",
-	"MAGPIE_ADMIN_PASSWORD":                       "qwerty-admin",
-	"GEOSERVER_ADMIN_USER":                        "admin",
-	"GEOSERVER_ADMIN_PASSWORD":                    "geoserver-pass",
-	"BIRDHOUSE_PROXY_SCHEME":                      "https",
-	"BIRDHOUSE_FQDN_PUBLIC":                       "birdhouse.example.org",
-	"JUPYTERHUB_USER_DATA_DIR":                    "/data/jupyterhub_user_data",
-	"SECURE_DATA_PROXY_NAME":                      "secure-data-proxy",
-	"WPS_OUTPUTS_RES_NAME":                        "wpsoutputs",
-	"COWBIRD_PUBLIC_WORKSPACE_WPS_OUTPUTS_SUBDIR": "public/wps_outputs",
-	"THREDDS_SERVICE_DATA_URL_PATH":               "birdhouse",
-}
-
-// runtimeVars are left in the rendered file for cowbird to expand from
-// the container environment, as birdhouse leaves them.
-var runtimeVars = []string{"WORKSPACE_DIR", "WPS_OUTPUTS_DIR"}
-
-var templateVar = regexp.MustCompile(`\$\{(\w+)\}`)
-
-// renderBirdhouseTemplate renders the cowbird config template like
-// envsubst with a list of variables: ${VAR} of a known variable is
-// replaced, any other reference is kept. Only runtimeVars may be kept.
-func renderBirdhouseTemplate(t *testing.T) string {
-	t.Helper()
-	data, err := os.ReadFile(filepath.Join("birdhouse", "config", "cowbird", "config.yml.template"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	kept := map[string]bool{}
-	out := templateVar.ReplaceAllStringFunc(string(data), func(ref string) string {
-		name := ref[2 : len(ref)-1]
-		if v, ok := birdhouseEnv[name]; ok {
-			return v
-		}
-		kept[name] = true
-		return ref
-	})
-	for name := range kept {
-		if !slices.Contains(runtimeVars, name) {
-			t.Errorf("template variable ${%s} is neither a birdhouse variable nor expanded by cowbird", name)
-		}
-	}
-	return out
-}
-
-// TestBirdhouseCompose checks the component's compose file against the
-// Dockerfile and the Python Cowbird's service (deployment.md §1.2-§1.3).
-func TestBirdhouseCompose(t *testing.T) {
-	var compose struct {
-		Services map[string]struct {
-			Image       string
-			Environment map[string]any
-			Volumes     []string
-			Healthcheck struct{ Test []string }
-		}
-	}
-	readYAML(t, filepath.Join("birdhouse", "docker-compose-extra.yml"), &compose)
-	if len(compose.Services) != 1 {
-		t.Fatalf("services %v, want only cowbird", slices.Sorted(maps.Keys(compose.Services)))
-	}
-	svc, ok := compose.Services["cowbird"]
-	if !ok {
-		t.Fatal("no cowbird service")
-	}
-	for _, name := range []string{"HOSTNAME", "COWBIRD_SSL_VERIFY", "COWBIRD_CONFIG_PATH", "COWBIRD_INI_FILE_PATH",
-		"COWBIRD_FILESYSTEM_USER_UID", "COWBIRD_FILESYSTEM_USER_GID", "COWBIRD_FILESYSTEM_ADMIN_UID",
-		"COWBIRD_FILESYSTEM_ADMIN_GID", "PUBLIC_WORKSPACE_WPS_OUTPUTS_SUBDIR", "SECURE_DATA_PROXY_NAME",
-		"WPS_OUTPUTS_DIR", "WORKSPACE_DIR"} {
-		if _, ok := svc.Environment[name]; !ok {
-			t.Errorf("environment lacks %s", name)
-		}
-	}
-	mounts := map[string]string{} // container path -> host path
-	for _, v := range svc.Volumes {
-		parts := strings.Split(v, ":")
-		if len(parts) < 2 {
-			t.Fatalf("volume %q is not HOST:CONTAINER", v)
-		}
-		mounts[parts[1]] = parts[0]
-	}
-	const shared = "${BIRDHOUSE_DATA_PERSIST_SHARED_ROOT}"
-	if mounts[shared] != shared {
-		t.Errorf("volumes %q: the shared root is not mounted at its own path", svc.Volumes)
-	}
-	for _, name := range []string{"WPS_OUTPUTS_DIR", "WORKSPACE_DIR"} {
-		v := fmt.Sprint(svc.Environment[name])
-		if !strings.HasPrefix(v, shared+"/") && v != "${BIRDHOUSE_WPS_OUTPUTS_DIR}" {
-			t.Errorf("%s=%s is not under the shared-root mount", name, v)
-		}
-	}
-	for _, name := range []string{"COWBIRD_CONFIG_PATH", "COWBIRD_INI_FILE_PATH"} {
-		if p := fmt.Sprint(svc.Environment[name]); mounts[p] == "" {
-			t.Errorf("%s=%s is not mounted", name, p)
-		}
-	}
-
-	stages := parseDockerfile(t, filepath.Join(root, "Dockerfile"))
-	final := stages[len(stages)-1]
-	volume := strings.Fields(final.find("VOLUME")[0].args)[0]
-	if mounts[volume] == "" {
-		t.Errorf("the image's data volume %s is not mounted", volume)
-	}
-	if env := final.find("ENV")[0].args; env != "COWBIRD_CONFIG_PATH="+fmt.Sprint(svc.Environment["COWBIRD_CONFIG_PATH"]) {
-		t.Errorf("image %s differs from the compose COWBIRD_CONFIG_PATH", env)
-	}
-	if hc := svc.Healthcheck.Test; len(hc) != 3 || hc[0] != "CMD" || hc[2] != "healthcheck" {
-		t.Errorf("healthcheck test %q, want [CMD <binary> healthcheck]", hc)
-	}
-
-	var scrape struct {
-		ScrapeConfigs []struct {
-			MetricsPath   string                       `yaml:"metrics_path"`
-			StaticConfigs []struct{ Targets []string } `yaml:"static_configs"`
-		} `yaml:"scrape_configs"`
-	}
-	readYAML(t, filepath.Join("birdhouse", "config", "monitoring", "scrape_configs.yml"), &scrape)
-	if len(scrape.ScrapeConfigs) != 1 || scrape.ScrapeConfigs[0].MetricsPath != "/metrics" ||
-		len(scrape.ScrapeConfigs[0].StaticConfigs) != 1 ||
-		!slices.Equal(scrape.ScrapeConfigs[0].StaticConfigs[0].Targets, []string{"cowbird:7000"}) {
-		t.Errorf("scrape config %+v, want one job on cowbird:7000/metrics", scrape)
 	}
 }
 

@@ -78,7 +78,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newVersionCmd(),
 		newHealthcheckCmd(),
 		newHooksCmd(),
-		newActionsCmd(), newResyncCmd(),
+		newActionsCmd(), newResyncCmd(), newBackupCmd(), newRestoreCmd(),
 	)
 	return root
 }
