@@ -28,7 +28,7 @@ var Descriptor = handlers.Descriptor{
 	Fields: func(hc config.HandlerConfig) []handlers.Field {
 		return append(handlers.WithCredentials(hc, handlers.Field{Key: "url", Value: hc.URL},
 			handlers.Field{Key: "workspace_dir", Value: hc.WorkspaceDir}),
-			handlers.Field{Key: "monitors", Value: filepath.Join(hc.WorkspaceDir, "<user>", datastoreDirName) + " (recursive, from user_created)"})
+			handlers.Field{Key: "monitors", Value: filepath.Join(hc.WorkspaceDir, "<user>", datastoreDirName) + " (recursive, from user_created and, for the workspaces on disk, at start-up)"})
 	},
 }
 

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,6 +39,8 @@ type env struct {
 	h      *Handler
 	stop   func() // stops Jobs.Run and waits for it
 	jopts  JobsOptions
+	// sink receives the monitor's events once runMonitor was called.
+	sink atomic.Pointer[func(context.Context, handlers.FileEvent) error]
 }
 
 func testLog() *logrus.Entry {
@@ -61,7 +64,12 @@ func newEnv(t *testing.T, mopts magpietest.Options) *env {
 		t.Fatal(err)
 	}
 	e.mc = magpie.NewClient(magpie.ClientOptions{URL: e.mg.URL(), AdminUser: "admin", AdminPassword: "qwertyqwerty"})
-	e.mon = monitor.New(monitor.Options{Sink: func(context.Context, handlers.FileEvent) error { return nil }})
+	e.mon = monitor.New(monitor.Options{Sink: func(ctx context.Context, ev handlers.FileEvent) error {
+		if f := e.sink.Load(); f != nil {
+			return (*f)(ctx, ev)
+		}
+		return nil
+	}})
 	e.watch = e.mon
 	// Validation retries without bound here: the tests decide when files come.
 	e.jopts = JobsOptions{Backoff: handlers.Backoff{Base: time.Millisecond, Max: 5 * time.Millisecond}, MaxValidateRetries: 1 << 30}
@@ -264,6 +272,10 @@ func TestShapefilePublishAndRemove(t *testing.T) {
 	e := newEnv(t, magpietest.Options{})
 	e.userCreated(ctx)
 	e.wait()
+	// Others may read the datastore but not write it, so that the
+	// workspace permissions the new entries set leave the layer's others
+	// bits alone.
+	e.chmod(ds, 0o755)
 	const layer = "a.b.c"
 	for _, ext := range []string{".shp", ".prj", ".dbf", ".cpg"} {
 		e.write(ds+"/"+layer+ext, 0o640)
@@ -301,6 +313,12 @@ func TestShapefilePublishAndRemove(t *testing.T) {
 	if got, want := e.perms(layerID), rows(readableNames, "allow", "match"); !slices.Equal(got, want) {
 		t.Errorf("layer permissions = %v, want %v", got, want)
 	}
+	// The new entry modified the datastore: the workspace got read.
+	wsID, _ := e.mg.Lookup("geoserver", "alice")
+	if got, want := e.perms(wsID), rows(readableNames, "allow", "recursive"); !slices.Equal(got, want) {
+		t.Errorf("workspace permissions = %v, want %v", got, want)
+	}
+	e.consistent(ctx, layer)
 
 	if err := os.Remove(e.path(ds + "/" + layer + ".shp")); err != nil {
 		t.Fatal(err)
@@ -322,6 +340,9 @@ func TestShapefilePublishAndRemove(t *testing.T) {
 	}
 }
 
+// TestIgnoredPaths: what happens outside the datastore, below its
+// entries, and the modification of an entry that is no .shp, is nothing
+// for the handler.
 func TestIgnoredPaths(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, magpietest.Options{})
@@ -329,9 +350,17 @@ func TestIgnoredPaths(t *testing.T) {
 	e.wait()
 	e.write(ds+"/notes.txt", 0o644)
 	e.write(ds+"/x.dbf", 0o644)
-	for _, rel := range []string{ds + "/notes.txt", ds + "/x.dbf", "alice/other.shp", ds + "/sub/y.shp"} {
+	if err := os.Mkdir(e.path(ds+"/sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e.write(ds+"/sub/y.shp", 0o644)
+	e.write("alice/other.shp", 0o644)
+	e.file(ctx, handlers.FileModified, ds+"/notes.txt")
+	e.file(ctx, handlers.FileModified, ds+"/x.dbf")
+	for _, rel := range []string{"alice/other.shp", ds + "/sub/y.shp", "alice", "elsewhere/x.shp"} {
 		e.file(ctx, handlers.FileModified, rel)
 		e.file(ctx, handlers.FileCreated, rel)
+		e.file(ctx, handlers.FileDeleted, rel)
 	}
 	e.wait()
 	if got := e.mg.Resources(); len(got) != 1 {
@@ -348,16 +377,19 @@ func TestWorkspaceModeToPermissions(t *testing.T) {
 	e.userCreated(ctx)
 	e.wait()
 	steps := []struct {
-		mode os.FileMode
-		want []string
+		mode, final os.FileMode
+		want        []string
 	}{
 		// Default deny already resolves right: nothing is written.
-		{0o750, nil},
-		{0o757, append(rows(readableNames, "allow", "recursive"), rows(writableNames, "allow", "recursive")...)},
+		{0o750, 0o750, nil},
+		{0o757, 0o757, append(rows(readableNames, "allow", "recursive"), rows(writableNames, "allow", "recursive")...)},
 		// Write removed: the allows go, default deny is enough.
-		{0o755, rows(readableNames, "allow", "recursive")},
-		// Read without execute is not readable.
-		{0o754, nil},
+		{0o755, 0o755, rows(readableNames, "allow", "recursive")},
+		// Read without execute is not readable: the read allows go, and
+		// the directory then follows Magpie (others r cleared, x kept), as
+		// the original's directory does once Magpie's webhooks for those
+		// deletions come back.
+		{0o754, 0o751, nil},
 	}
 	for _, s := range steps {
 		e.chmod(ds, s.mode)
@@ -369,14 +401,22 @@ func TestWorkspaceModeToPermissions(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Errorf("mode %o: permissions = %v, want %v", s.mode, got, want)
 		}
-		if e.mode(ds) != s.mode {
-			t.Errorf("mode %o changed to %o", s.mode, e.mode(ds))
+		if e.mode(ds) != s.final {
+			t.Errorf("mode %o changed to %o, want %o", s.mode, e.mode(ds), s.final)
 		}
+		e.consistent(ctx)
 	}
 }
 
-// TestPermissionsToModes runs the example sequence of cowbird.md §3.4.9 with
-// the recursive permission on the workspace, then on the service.
+// TestPermissionsToModes maps Magpie permissions onto the files
+// (cowbird.md §3.4.9), with the recursive permission on the workspace, then
+// on the service, and the normalization that follows each change of a
+// file's mode (§3.4.8, the original's watchdog round trip): a .shp made
+// readable gets every read permission, a datastore made writable every
+// write permission, and the layers then follow the workspace's new
+// permissions. The example sequence of §3.4.9 comes from the original's
+// unit tests, which call the handler without the monitor, so without that
+// round trip.
 func TestPermissionsToModes(t *testing.T) {
 	for _, on := range []string{"workspace", "service"} {
 		t.Run(on, func(t *testing.T) {
@@ -388,7 +428,7 @@ func TestPermissionsToModes(t *testing.T) {
 			for _, f := range files {
 				e.write(f, 0o660)
 			}
-			e.chmod(ds, 0o775)
+			e.chmod(ds, 0o771)
 			wsID, err := e.mg.AddResource(e.svcID, "alice", "workspace")
 			if err != nil {
 				t.Fatal(err)
@@ -416,7 +456,7 @@ func TestPermissionsToModes(t *testing.T) {
 				}
 				e.permEvent(ctx, handlers.Deleted, id, magpie.Permission{Name: name, Access: "allow", Scope: scope})
 			}
-			check := func(step string, dir, file os.FileMode) {
+			check := func(step string, dir, file os.FileMode, wsRows, layerRows []string) {
 				t.Helper()
 				if got := e.mode(ds); got != dir {
 					t.Errorf("%s: datastore mode = %o, want %o", step, got, dir)
@@ -426,17 +466,56 @@ func TestPermissionsToModes(t *testing.T) {
 						t.Errorf("%s: %s mode = %o, want %o", step, f, got, file)
 					}
 				}
+				for _, r := range []struct {
+					what string
+					id   int
+					want []string
+				}{{"workspace", wsID, wsRows}, {"layer", layerID, layerRows}} {
+					want := slices.Clone(r.want)
+					slices.Sort(want)
+					if got := e.perms(r.id); !slices.Equal(got, want) {
+						t.Errorf("%s: %s permissions = %v, want %v", step, r.what, got, want)
+					}
+				}
+				e.consistent(ctx, "s")
 			}
-			set(wsID, "describefeaturetype-allow-match")
-			check("read on workspace", 0o775, 0o660)
+			readMatch := rows(readableNames, "allow", "match")
+			otherWrites := rows(writableNames[1:], "allow", "recursive")
+
+			// getmap makes the layer readable; the .shp's mode change
+			// normalizes the layer to every read permission.
+			set(layerID, "getmap-allow-match")
+			check("getmap on the layer", 0o771, 0o664, nil, readMatch)
+
+			// A recursive write reaches the directory and the layer; the
+			// directory's mode change normalizes the workspace to every
+			// write permission (createstoredquery, already resolved, stays
+			// where it is).
 			set(recID, "createstoredquery-allow-recursive")
-			check("recursive write", 0o777, 0o662)
-			set(layerID, "createstoredquery-allow-match")
+			wsRows := otherWrites
+			if on == "workspace" {
+				wsRows = append(rows(writableNames[:1], "allow", "recursive"), otherWrites...)
+			}
+			check("recursive write", 0o773, 0o666, wsRows, readMatch)
+
+			// Denying one write permission changes no mode: the others
+			// still allow writing, and nothing is normalized.
 			set(recID, "createstoredquery-deny-recursive")
-			check("layer write, recursive deny", 0o775, 0o662)
-			del(layerID, "createstoredquery", "match")
-			del(recID, "createstoredquery", "recursive")
-			check("both deleted", 0o775, 0o660)
+			if on == "workspace" {
+				wsRows = append(rows(writableNames[:1], "deny", "recursive"), otherWrites...)
+			}
+			check("one write denied", 0o773, 0o666, wsRows, readMatch)
+
+			// Once the last write allow is gone, the directory and the
+			// layer lose others w.
+			for _, name := range writableNames[1:] {
+				del(wsID, name, "recursive")
+			}
+			wsRows = nil
+			if on == "workspace" {
+				wsRows = rows(writableNames[:1], "deny", "recursive")
+			}
+			check("writes deleted", 0o771, 0o664, wsRows, readMatch)
 		})
 	}
 }

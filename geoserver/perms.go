@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"path/filepath"
 	"slices"
+	"strconv"
 
 	"github.com/sirupsen/logrus"
 
@@ -118,52 +120,141 @@ func (h *Handler) layerResource(ctx context.Context, ws, layer string, create bo
 	return id, err == nil, err
 }
 
-// updateLayerPermissions makes the Magpie layer permissions of ws follow
-// the others bits of its .shp file, after giving every companion file the
-// .shp's others bits (cowbird.md §3.4.8).
-func (h *Handler) updateLayerPermissions(ctx context.Context, ws, layer string) error {
+// Two mappings keep the files and Magpie in agreement (cowbird.md §3.4.8,
+// §3.4.9):
+//
+//   - files -> Magpie (layerFromFiles, workspaceFromDir): the others bits of
+//     a layer's .shp, or of the datastore directory, set the user's Magpie
+//     permissions of the whole category: readable -> every read permission
+//     allowed, else denied; the same for write.
+//   - Magpie -> files (applyResource): a layer's files, or the datastore
+//     directory, are readable by others when any read permission resolves
+//     to allow for the user, and the same for write.
+//
+// In the original, a file whose mode the second mapping changed comes back
+// from watchdog as a modified event, and the first mapping then normalizes
+// Magpie to the whole category (granting getmap ends with every read
+// permission allowed). settle does that explicitly, right after the change,
+// under the workspace's lock: it does not depend on the monitor reporting
+// the handler's own change, and the event that the monitor does report
+// later finds Magpie already normalized and changes nothing.
+
+// changes records what applyResource changed: the datastore directory's
+// others bits, and the layers whose .shp others bits changed.
+type changes struct {
+	dir    bool
+	layers map[string]bool
+}
+
+func (c *changes) layer(name string) {
+	if c.layers == nil {
+		c.layers = map[string]bool{}
+	}
+	c.layers[name] = true
+}
+
+// maxSettleRounds bounds the directory round trips of settle; two are
+// enough (the second finds Magpie normalized), the bound guards the loop.
+const maxSettleRounds = 4
+
+// settle runs the files -> Magpie mapping for what changed on disk: the
+// workspace permissions from the datastore directory when ch.dir, then the
+// layer permissions of every changed layer. A workspace normalization that
+// wrote to Magpie changes what the workspace's layers (and the directory)
+// resolve to, so their files follow Magpie again before the layers are
+// normalized; that is what the original reaches through Magpie's webhooks
+// for the permissions it writes.
+func (h *Handler) settle(ctx context.Context, ws string, ch *changes) error {
+	for round := 0; ch.dir; round++ {
+		ch.dir = false
+		if round == maxSettleRounds {
+			h.log.WithField("user", ws).Warn("datastore mode and workspace permissions still moving; leaving them to the next event")
+			break
+		}
+		wsID, wrote, err := h.workspaceFromDir(ctx, ws)
+		if err != nil {
+			return err
+		}
+		if !wrote {
+			break
+		}
+		res, err := h.mp.Resource(ctx, wsID)
+		if err != nil {
+			return fmt.Errorf("magpie workspace resource %d: %w", wsID, err)
+		}
+		if err := h.applyResource(ctx, ws, res, true, ch); err != nil {
+			return err
+		}
+	}
+	for _, layer := range slices.Sorted(maps.Keys(ch.layers)) {
+		if err := h.layerFromFiles(ctx, ws, layer); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// layerFromFiles makes the Magpie layer permissions of ws follow the others
+// bits of its .shp file, after giving every companion file the .shp's
+// others bits (the original's _update_magpie_layer_permissions).
+func (h *Handler) layerFromFiles(ctx context.Context, ws, layer string) error {
+	root, err := h.wsRoot()
+	if err != nil {
+		return err
+	}
 	id, _, err := h.layerResource(ctx, ws, layer, true)
 	if err != nil {
 		return fmt.Errorf("magpie layer resource: %w", err)
 	}
 	var readable, writable bool
-	if st, err := h.root.Lstat(datastoreRel(ws) + "/" + layer + ".shp"); err == nil {
+	if st, err := root.Lstat(mainFile(ws, layer)); err == nil {
 		readable, writable = st.Mode&0o004 != 0, st.Mode&0o002 != 0
 	}
+	h.at("layer-mode", mainFile(ws, layer))
 	for _, rel := range shapefileFiles(ws, layer) {
-		err := h.normalize(rel, readable, writable, false)
+		_, err := h.normalize(root, rel, readable, writable, false)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 	}
-	return h.updatePermissions(ctx, ws, id, scopeMatch, readable, writable)
+	h.at("layer-files", mainFile(ws, layer))
+	_, err = h.updatePermissions(ctx, ws, id, scopeMatch, readable, writable)
+	return err
 }
 
-// updateWorkspacePermissions makes the Magpie workspace permissions of ws
-// follow the others bits of its datastore directory.
-func (h *Handler) updateWorkspacePermissions(ctx context.Context, ws string) error {
-	id, _, err := h.workspaceResource(ctx, ws, true)
+// workspaceFromDir makes the Magpie workspace permissions of ws follow the
+// others bits of its datastore directory (readable needs r and x), and
+// reports the workspace resource and whether Magpie was written to.
+func (h *Handler) workspaceFromDir(ctx context.Context, ws string) (id int, wrote bool, err error) {
+	root, err := h.wsRoot()
 	if err != nil {
-		return fmt.Errorf("magpie workspace resource: %w", err)
+		return 0, false, err
+	}
+	id, _, err = h.workspaceResource(ctx, ws, true)
+	if err != nil {
+		return 0, false, fmt.Errorf("magpie workspace resource: %w", err)
 	}
 	rel := datastoreRel(ws)
-	st, err := h.root.Lstat(rel)
+	st, err := root.Lstat(rel)
 	if err != nil {
-		return err
+		return 0, false, err
 	}
+	h.at("dir-mode", rel)
 	mode := st.Mode.Perm()
 	readable, writable, exec := mode&0o004 != 0, mode&0o002 != 0, mode&0o001 != 0
-	if err := h.normalize(rel, readable, writable, exec); err != nil {
-		return err
+	if _, err := h.normalize(root, rel, readable, writable, exec); err != nil { // ownership only
+		return 0, false, err
 	}
-	return h.updatePermissions(ctx, ws, id, scopeRecursive, readable && exec, writable)
+	wrote, err = h.updatePermissions(ctx, ws, id, scopeRecursive, readable && exec, writable)
+	return id, wrote, err
 }
 
 // updatePermissions sets user's permissions on resource id so that every
 // readable-category name resolves to allow iff readable, every
 // writable-category one iff writable, adding a permission only where the
-// resolution is not already right ("only add what is needed", §3.4.8).
-func (h *Handler) updatePermissions(ctx context.Context, user string, id int, scope string, readable, writable bool) error {
+// resolution is not already right ("only add what is needed", §3.4.8). It
+// reports whether it wrote to Magpie.
+func (h *Handler) updatePermissions(ctx context.Context, user string, id int, scope string, readable, writable bool) (wrote bool, err error) {
 	type want struct{ name, access string }
 	var wants []want
 	for _, n := range readableNames {
@@ -174,14 +265,15 @@ func (h *Handler) updatePermissions(ctx context.Context, user string, id int, sc
 	}
 	eff, err := h.mp.UserPermissions(ctx, user, id, magpie.Effective)
 	if err != nil {
-		return fmt.Errorf("effective permissions of %q on %d: %w", user, id, err)
+		return false, fmt.Errorf("effective permissions of %q on %d: %w", user, id, err)
 	}
 	var direct []magpie.Permission
 	if scope == scopeRecursive {
 		if direct, err = h.mp.UserPermissions(ctx, user, id, magpie.Direct); err != nil {
-			return fmt.Errorf("permissions of %q on %d: %w", user, id, err)
+			return false, fmt.Errorf("permissions of %q on %d: %w", user, id, err)
 		}
 	}
+	h.at("effective", strconv.Itoa(id))
 	var required []want
 	for _, w := range wants {
 		e, ok := magpie.Find(eff, w.name)
@@ -199,26 +291,28 @@ func (h *Handler) updatePermissions(ctx context.Context, user string, id int, sc
 			}
 		}
 		required = append(required, w)
+		wrote = true
 		if err := h.mp.DeleteUserPermission(ctx, user, id, w.name); err != nil {
-			return fmt.Errorf("delete permission %q of %q on %d: %w", w.name, user, id, err)
+			return wrote, fmt.Errorf("delete permission %q of %q on %d: %w", w.name, user, id, err)
 		}
 	}
 	if len(required) == 0 {
-		return nil
+		return wrote, nil
 	}
 	if eff, err = h.mp.UserPermissions(ctx, user, id, magpie.Effective); err != nil {
-		return fmt.Errorf("effective permissions of %q on %d: %w", user, id, err)
+		return wrote, fmt.Errorf("effective permissions of %q on %d: %w", user, id, err)
 	}
 	for _, w := range required {
 		if e, ok := magpie.Find(eff, w.name); ok && e.Access == w.access {
 			continue
 		}
 		p := magpie.Permission{Name: w.name, Access: w.access, Scope: scope}
+		wrote = true
 		if _, err := h.mp.SetUserPermission(ctx, user, id, p); err != nil {
-			return fmt.Errorf("set permission %s of %q on %d: %w", p, user, id, err)
+			return wrote, fmt.Errorf("set permission %s of %q on %d: %w", p, user, id, err)
 		}
 	}
-	return nil
+	return wrote, nil
 }
 
 func accessOf(allowed bool) string {
@@ -241,8 +335,9 @@ func (h *Handler) PermissionDeleted(ctx context.Context, ev handlers.PermissionE
 
 // permissionChanged sets the others bits of the permission user's datastore
 // directory and shapefiles from the user's effective permissions on the
-// resource (and, for a recursive permission, on every resource below it).
-// A group permission is logged and ignored: workspaces belong to users.
+// resource (and, for a recursive permission, on every resource below it),
+// then normalizes Magpie from what changed (settle). A group permission is
+// logged and ignored: workspaces belong to users.
 func (h *Handler) permissionChanged(ctx context.Context, ev handlers.PermissionEvent) error {
 	log := h.log.WithFields(logrus.Fields{"event": ev.Name(), "permission": ev.Value(), "resource_id": ev.ResourceID})
 	if !slices.Contains(readableNames, ev.PermName) && !slices.Contains(writableNames, ev.PermName) {
@@ -258,19 +353,28 @@ func (h *Handler) permissionChanged(ctx context.Context, ev handlers.PermissionE
 	if err := safefs.ValidName(ws); err != nil {
 		return fmt.Errorf("%s: user: %w", ev.Name(), err)
 	}
+	unlock, err := h.lock(ctx, ws)
+	if err != nil {
+		return fmt.Errorf("%s: %w", ev.Name(), err)
+	}
+	defer unlock()
 	res, err := h.mp.Resource(ctx, ev.ResourceID)
 	if err != nil {
 		return fmt.Errorf("%s: resource %d: %w", ev.Name(), ev.ResourceID, err)
 	}
-	if err := h.applyResource(ctx, ws, res, ev.Scope == scopeRecursive); err != nil {
+	var ch changes
+	if err := h.applyResource(ctx, ws, res, ev.Scope == scopeRecursive, &ch); err != nil {
 		return fmt.Errorf("%s on resource %d for %q: %w", ev.Name(), ev.ResourceID, ws, err)
+	}
+	if err := h.settle(ctx, ws, &ch); err != nil {
+		return fmt.Errorf("%s on resource %d for %q: normalize magpie: %w", ev.Name(), ev.ResourceID, ws, err)
 	}
 	return nil
 }
 
 // applyResource maps res (a workspace or layer) onto ws's files, then its
-// children when recursive.
-func (h *Handler) applyResource(ctx context.Context, ws string, res *magpie.Resource, recursive bool) error {
+// children when recursive, recording in ch what changed.
+func (h *Handler) applyResource(ctx context.Context, ws string, res *magpie.Resource, recursive bool, ch *changes) error {
 	var paths []string
 	switch res.Type {
 	case typeWorkspace:
@@ -282,10 +386,15 @@ func (h *Handler) applyResource(ctx context.Context, ws string, res *magpie.Reso
 		paths = shapefileFiles(ws, res.Name)
 	}
 	if len(paths) > 0 {
+		root, err := h.wsRoot()
+		if err != nil {
+			return err
+		}
 		eff, err := h.mp.UserPermissions(ctx, ws, res.ID, magpie.Effective)
 		if err != nil {
 			return fmt.Errorf("effective permissions on %d: %w", res.ID, err)
 		}
+		h.at("apply", strconv.Itoa(res.ID))
 		var readable, writable bool
 		for _, p := range eff {
 			if p.Access == accessAllow {
@@ -294,7 +403,7 @@ func (h *Handler) applyResource(ctx context.Context, ws string, res *magpie.Reso
 			}
 		}
 		for _, rel := range paths {
-			err := h.normalize(rel, readable, writable, res.Type == typeWorkspace)
+			changed, err := h.normalize(root, rel, readable, writable, res.Type == typeWorkspace)
 			if errors.Is(err, fs.ErrNotExist) {
 				if res.Type == typeWorkspace || slices.Contains(requiredExts, filepath.Ext(rel)) {
 					h.log.WithField("path", filepath.Join(h.dir, rel)).Warn("file to update is missing")
@@ -304,11 +413,18 @@ func (h *Handler) applyResource(ctx context.Context, ws string, res *magpie.Reso
 			if err != nil {
 				return err
 			}
+			switch {
+			case !changed:
+			case res.Type == typeWorkspace:
+				ch.dir = true
+			case rel == mainFile(ws, res.Name):
+				ch.layer(res.Name)
+			}
 		}
 	}
 	if recursive {
 		for _, c := range res.Children {
-			if err := h.applyResource(ctx, ws, c, true); err != nil {
+			if err := h.applyResource(ctx, ws, c, true, ch); err != nil {
 				return err
 			}
 		}
