@@ -1,14 +1,17 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/dlclark/regexp2"
+	"github.com/dlclark/regexp2/syntax"
 	"gopkg.in/yaml.v3"
 )
 
@@ -67,15 +70,16 @@ type Segment struct {
 	// Var is the variable name of a Var segment (spaces inside the braces
 	// dropped).
 	Var string
-	// Pattern is the regex source of a Regex segment.
+	// Pattern is the regex source of a Regex segment, in Python's syntax.
 	Pattern string
-	// Regexp is Pattern compiled with regexp2, which supports the
+	// Regexp is Pattern compiled by compileRegex: regexp2 has the
 	// look-around of Python's re that RE2 lacks.
 	Regexp *regexp2.Regexp
 	// Type is the Magpie resource type (service, directory, file, route…).
 	Type string
-	// Field is the Magpie resource field read instead of resource_name on
-	// the source side, e.g. resource_display_name; empty for the default.
+	// Field is the key of Magpie's resource JSON read instead of
+	// resource_name on the source side, e.g. resource_display_name or
+	// parent_id; empty for the default.
 	Field string
 }
 
@@ -330,12 +334,11 @@ func (d *decoder) segment(n *yaml.Node, path string) (Segment, bool) {
 		case "regex":
 			hasRegex = true
 			if seg.Pattern, good = d.str(p.val, kp); good {
-				re, err := regexp2.Compile(seg.Pattern, regexp2.None)
+				re, err := compileRegex(seg.Pattern)
 				if err != nil {
 					d.fail(kp, "invalid regex %q: %v", seg.Pattern, err)
 					good = false
 				} else {
-					re.MatchTimeout = regexTimeout
 					seg.Regexp = re
 				}
 			}
@@ -343,7 +346,9 @@ func (d *decoder) segment(n *yaml.Node, path string) (Segment, bool) {
 			hasType = true
 			seg.Type, good = d.str(p.val, kp)
 		case "field":
-			seg.Field, good = d.str(p.val, kp)
+			// Any key of Magpie's resource JSON; the original reads
+			// res[field], so an empty name can never be found.
+			seg.Field, good = d.nonEmpty(p.val, kp)
 		default:
 			d.fail(kp, "unknown key")
 		}
@@ -469,4 +474,193 @@ func pySet(s map[string]bool) string {
 	}
 	sort.Strings(names)
 	return "{" + strings.Join(names, ", ") + "}"
+}
+
+// compileRegex compiles a regex segment written for Python's re (the
+// original's engine) with regexp2, whose default syntax is .NET's: the
+// Python-only constructs are translated first (pythonToNET). Each match is
+// bounded by regexTimeout. A syntax error quotes the pattern as written.
+func compileRegex(pattern string) (*regexp2.Regexp, error) {
+	re, err := regexp2.Compile(pythonToNET(pattern), regexp2.None)
+	if err != nil {
+		var serr *syntax.Error
+		if errors.As(err, &serr) {
+			serr.Expr = pattern
+		}
+		return nil, err
+	}
+	re.MatchTimeout = regexTimeout
+	return re, nil
+}
+
+// pythonToNET rewrites the constructs of Python's re syntax that .NET's
+// (regexp2's) lacks or reads differently, outside character classes,
+// comments and escapes, and leaves the rest as written:
+//
+//   - a named group (?P<name>...) becomes (?<name>...);
+//   - a named backreference (?P=name) becomes \k<name>;
+//   - \Z (end of text in Python) becomes \z (.NET's \Z also matches before
+//     a final newline);
+//   - an unescaped [ inside a class, a literal in Python, is escaped (.NET
+//     reads -[...] there as a class subtraction);
+//   - when named and unnamed groups are mixed, the unnamed ones are named
+//     too: .NET numbers named groups after all unnamed ones, Python in order
+//     of their opening parenthesis, and numbered backreferences (\2, (?(2)..))
+//     must keep designating the same group.
+//
+// Python's other syntax is .NET's too (look-around, (?:...), (?#...),
+// (?(name)yes|no), lazy and possessive repeats, \d \w \s over Unicode).
+func pythonToNET(p string) string {
+	var info groupScan
+	scanPython(p, &info, nil)
+	prefix := ""
+	if info.named > 0 && info.unnamed > 0 {
+		// A prefix no group of the pattern is named with.
+		prefix = "_g"
+		for slices.ContainsFunc(info.names, func(n string) bool { return strings.HasPrefix(n, prefix) }) {
+			prefix = "_" + prefix
+		}
+	}
+	var b strings.Builder
+	b.Grow(len(p) + 8)
+	scanPython(p, &groupScan{prefix: prefix}, &b)
+	return b.String()
+}
+
+// groupScan counts the capturing groups of a pattern; prefix, when set,
+// names the unnamed ones prefix1, prefix2... by their Python number.
+type groupScan struct {
+	named, unnamed int
+	names          []string
+	prefix         string
+}
+
+// scanPython walks Python regex p, counting its groups in g and, when out is
+// not nil, writing its .NET translation (see pythonToNET) there.
+func scanPython(p string, g *groupScan, out *strings.Builder) {
+	emit := func(s string) {
+		if out != nil {
+			out.WriteString(s)
+		}
+	}
+	verbose := false // after a (?x) flag group: # starts a comment
+	inClass, classFirst := false, 0
+	for i := 0; i < len(p); {
+		c := p[i]
+		switch {
+		case c == '\\':
+			if i+1 == len(p) {
+				emit(p[i:])
+				return
+			}
+			if p[i+1] == 'Z' && !inClass {
+				emit(`\z`)
+			} else {
+				emit(p[i : i+2])
+			}
+			i += 2
+		case inClass:
+			switch {
+			case c == ']' && i > classFirst:
+				inClass = false
+				emit("]")
+			case c == '[':
+				emit(`\[`)
+			default:
+				emit(p[i : i+1])
+			}
+			i++
+		case c == '[':
+			// A ] right after [ or [^ is a literal.
+			j := i + 1
+			if j < len(p) && p[j] == '^' {
+				j++
+			}
+			inClass, classFirst = true, j
+			emit(p[i:j])
+			i = j
+		case c == '#' && verbose:
+			j := strings.IndexByte(p[i:], '\n')
+			if j < 0 {
+				j = len(p) - i
+			}
+			emit(p[i : i+j])
+			i += j
+		case c == '(' && strings.HasPrefix(p[i:], "(?"):
+			i = scanGroup(p, i, g, &verbose, emit)
+		case c == '(':
+			g.unnamed++
+			if g.prefix != "" {
+				// Python numbers every group in order: named and unnamed.
+				emit("(?<" + g.prefix + strconv.Itoa(g.named+g.unnamed) + ">")
+			} else {
+				emit("(")
+			}
+			i++
+		default:
+			emit(p[i : i+1])
+			i++
+		}
+	}
+}
+
+// scanGroup handles the "(?" construct at p[i] and returns the index after
+// what it consumed.
+func scanGroup(p string, i int, g *groupScan, verbose *bool, emit func(string)) int {
+	rest := p[i+2:]
+	// until returns the length of rest up to and including the first stop
+	// byte after rest[0], or -1.
+	until := func(stop byte) int {
+		if j := strings.IndexByte(rest[1:], stop); j >= 0 {
+			return j + 2
+		}
+		return -1
+	}
+	switch {
+	case strings.HasPrefix(rest, "P<"):
+		if n := until('>'); n > 0 {
+			name := rest[2 : n-1]
+			g.named++
+			g.names = append(g.names, name)
+			emit("(?<" + name + ">")
+			return i + 2 + n
+		}
+	case strings.HasPrefix(rest, "P="):
+		if n := until(')'); n > 0 {
+			emit(`\k<` + rest[2:n-1] + ">")
+			return i + 2 + n
+		}
+	case strings.HasPrefix(rest, "#"), strings.HasPrefix(rest, "("):
+		// A comment, or the condition of (?(name)yes|no): copied up to its
+		// closing parenthesis, which holds no group.
+		if n := until(')'); n > 0 {
+			emit(p[i : i+2+n])
+			return i + 2 + n
+		}
+	case strings.HasPrefix(rest, "<") && !strings.HasPrefix(rest, "<=") && !strings.HasPrefix(rest, "<!"),
+		strings.HasPrefix(rest, "'"):
+		// .NET's own named groups, not Python's, but groups all the same.
+		g.named++
+		stop := byte('>')
+		if rest[0] == '\'' {
+			stop = '\''
+		}
+		if n := until(stop); n > 0 {
+			g.names = append(g.names, rest[1:n-1])
+		}
+	default:
+		// Flags, e.g. (?x), (?ix) or (?x-i:...): x turned on makes # start
+		// a comment, from there on (a scoped (?x:...) too, which is close
+		// enough for telling comments apart).
+		j := 0
+		for j < len(rest) && strings.IndexByte("aiLmsux-", rest[j]) >= 0 {
+			j++
+		}
+		on, _, _ := strings.Cut(rest[:j], "-")
+		if j < len(rest) && (rest[j] == ')' || rest[j] == ':') && strings.Contains(on, "x") {
+			*verbose = true
+		}
+	}
+	emit("(?")
+	return i + 2
 }

@@ -32,12 +32,15 @@ func (c *Client) ServiceTypes(ctx context.Context) ([]string, error) {
 	})
 }
 
-// sortServices flattens {type: {name: service}} into services sorted by name.
+// sortServices flattens {type: {name: service}} into services sorted by
+// name; a null service is left out.
 func sortServices(m map[string]map[string]*Service) []*Service {
 	var out []*Service
 	for _, byName := range m {
 		for _, s := range byName {
-			out = append(out, s)
+			if s != nil {
+				out = append(out, s)
+			}
 		}
 	}
 	slices.SortFunc(out, func(a, b *Service) int { return strings.Compare(a.Name, b.Name) })
@@ -73,9 +76,18 @@ func (c *Client) Service(ctx context.Context, name string) (*Service, error) {
 		var out struct {
 			Service *Service `json:"service"`
 		}
-		_, err := c.call(ctx, http.MethodGet, "/services/"+esc(name), nil, nil, &out)
+		path := "/services/" + esc(name)
+		status, err := c.call(ctx, http.MethodGet, path, nil, nil, &out)
+		if err == nil && out.Service == nil {
+			err = lacks(http.MethodGet+" "+path, status, "service")
+		}
 		return out.Service, err
 	})
+}
+
+// lacks is the error of a 2xx answer without what the call returns.
+func lacks(op string, status int, what string) error {
+	return &Error{Op: op, Status: status, Detail: "answer lacks " + what}
 }
 
 // ServiceResources returns a service with its whole resource tree
@@ -138,22 +150,57 @@ func (c *Client) Resource(ctx context.Context, id int) (*Resource, error) {
 		var out struct {
 			Resource *Resource `json:"resource"`
 		}
-		_, err := c.call(ctx, http.MethodGet, "/resources/"+strconv.Itoa(id), flag("parent", false), nil, &out)
+		path := "/resources/" + strconv.Itoa(id)
+		status, err := c.call(ctx, http.MethodGet, path, flag("parent", false), nil, &out)
+		if err == nil && out.Resource == nil {
+			err = lacks(http.MethodGet+" "+path, status, "resource")
+		}
 		return out.Resource, err
 	})
 }
 
 // ResourcePath returns the resources from the root service down to id,
 // without children (GET /resources/{id}?parent=true&invert=true&flatten=true).
+// Each keeps all its keys, for the sync's segment fields.
 func (c *Client) ResourcePath(ctx context.Context, id int) ([]*Resource, error) {
 	return cached(c, "resource-path:"+strconv.Itoa(id), func() ([]*Resource, error) {
 		var out struct {
 			Resources []*Resource `json:"resources"`
 		}
+		var raw struct {
+			Resources []json.RawMessage `json:"resources"`
+		}
 		q := url.Values{"parent": {"True"}, "invert": {"True"}, "flatten": {"True"}}
-		_, err := c.call(ctx, http.MethodGet, "/resources/"+strconv.Itoa(id), q, nil, &out)
-		return out.Resources, err
+		path := "/resources/" + strconv.Itoa(id)
+		status, err := c.callTwice(ctx, path, q, &out, &raw)
+		if err == nil && slices.Contains(out.Resources, nil) {
+			err = lacks(http.MethodGet+" "+path, status, "a resource of the path (null)")
+		}
+		if err != nil {
+			return nil, err
+		}
+		for i, r := range out.Resources {
+			if i < len(raw.Resources) {
+				r.fields, _ = nodeFields(raw.Resources[i])
+			}
+		}
+		return out.Resources, nil
 	})
+}
+
+// callTwice GETs path and decodes the answer into out, then, for the
+// generic fields, into raw; only out must succeed.
+func (c *Client) callTwice(ctx context.Context, path string, q url.Values, out, raw any) (int, error) {
+	var body json.RawMessage
+	status, err := c.call(ctx, http.MethodGet, path, q, nil, &body)
+	if err != nil {
+		return status, err
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return status, &Error{Op: http.MethodGet + " " + path, Status: status, Detail: "undecodable answer: " + err.Error()}
+	}
+	_ = json.Unmarshal(body, raw)
+	return status, nil
 }
 
 // CreateResource creates a child resource and returns its id (POST /resources).
@@ -309,14 +356,29 @@ func (c *Client) GroupPermissions(ctx context.Context, group string, resID int) 
 	return c.permissions(ctx, groupPath(group, resID), nil)
 }
 
-// resourcesOf GETs a /users/{u}/resources or /groups/{g}/resources listing.
+// resourcesOf GETs a /users/{u}/resources or /groups/{g}/resources listing;
+// its resources keep all their keys, for the sync's segment fields.
 func (c *Client) resourcesOf(ctx context.Context, path string) ([]*Service, error) {
 	return cached(c, "resources:"+path, func() ([]*Service, error) {
 		var out struct {
 			Resources map[string]map[string]*Service `json:"resources"`
 		}
-		_, err := c.call(ctx, http.MethodGet, path, nil, nil, &out)
-		return sortServices(out.Resources), err
+		var raw struct {
+			Resources map[string]map[string]*struct {
+				Resources map[string]json.RawMessage `json:"resources"`
+			} `json:"resources"`
+		}
+		if _, err := c.callTwice(ctx, path, nil, &out, &raw); err != nil {
+			return nil, err
+		}
+		for typ, byName := range out.Resources {
+			for name, svc := range byName {
+				if rs := raw.Resources[typ][name]; svc != nil && rs != nil {
+					attachFields(svc.Resources, rs.Resources)
+				}
+			}
+		}
+		return sortServices(out.Resources), nil
 	})
 }
 

@@ -1,11 +1,15 @@
 package magpie
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"math"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/cowbird-go/cowbird/config"
@@ -118,11 +122,6 @@ func compileKey(svcType string, r config.Resource) (*resKey, error) {
 	var expr strings.Builder
 	expr.WriteString("^")
 	for i, s := range r.Segments {
-		switch s.Field {
-		case "", "resource_name", "resource_display_name", "resource_type", "resource_id":
-		default:
-			return nil, fmt.Errorf("resource %s segment %d: field %q is not resource_name, resource_display_name, resource_type or resource_id", r.Key, i, s.Field)
-		}
 		switch s.Kind {
 		case config.Regex:
 			if k.rx == nil {
@@ -149,35 +148,33 @@ func compileKey(svcType string, r config.Resource) (*resKey, error) {
 	return k, nil
 }
 
-// fieldOf reads the resource field a segment names (default resource_name).
-func fieldOf(r *Resource, field string) string {
-	switch field {
-	case "resource_display_name":
-		return r.DisplayName
-	case "resource_type":
-		return r.Type
-	case "resource_id":
-		return strconv.Itoa(r.ID)
-	}
-	return r.Name
-}
-
-// namePath is the "/<name>::<type>" path of tree for the key (§4.2 step 1).
-func (k *resKey) namePath(tree []*Resource) string {
+// namePath is the "/<name>::<type>" path of tree for the key (§4.2 step
+// 1): <name> is the value of the segment's field (resource_name by
+// default), any key of Magpie's resource JSON, printed as the original's
+// f-string prints it. A field the resource lacks is an error, as the
+// original's KeyError.
+func (k *resKey) namePath(tree []*Resource) (string, error) {
 	var b strings.Builder
 	for i, r := range tree {
-		field := ""
-		if i < len(k.segs) {
-			field = k.segs[i].Field
+		name := r.Name
+		if i < len(k.segs) && k.segs[i].Field != "" {
+			var ok bool
+			if name, ok = r.field(k.segs[i].Field); !ok {
+				return "", fmt.Errorf("resource %s segment %d: field %q is not a key of Magpie's resource %d (%s)",
+					k.key, i, k.segs[i].Field, r.ID, r.Name)
+			}
 		}
-		b.WriteString("/" + fieldOf(r, field) + "::" + r.Type)
+		b.WriteString("/" + name + "::" + r.Type)
 	}
-	return b.String()
+	return b.String(), nil
 }
 
 // match matches the resource path tree against the key.
 func (k *resKey) match(tree []*Resource) (*match, error) {
-	path := k.namePath(tree)
+	path, err := k.namePath(tree)
+	if err != nil {
+		return nil, err
+	}
 	if k.rx != nil {
 		m, err := k.rx.Regexp.FindStringMatch(path)
 		if err != nil {
@@ -295,4 +292,196 @@ func pyList(names []string) string {
 		q[i] = "'" + n + "'"
 	}
 	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// field returns the value of key in Magpie's JSON of the resource as
+// Python's str() prints it, which is what the original's f-string puts in
+// the name path: a string as is, 3 for an integer, None for null, True or
+// False, a list or an object in Python's repr. A Resource without its JSON
+// keys (built in code, or from a call the sync does not match) knows only
+// its typed fields.
+func (r *Resource) field(key string) (string, bool) {
+	raw, ok := r.fields[key]
+	switch {
+	case key == "permission_names" && (ok || r.fields == nil):
+		return pyStrings(r.PermissionNames), true
+	case key == "permissions" && (ok || r.fields == nil):
+		return pyPermissions(r.Permissions), true
+	case ok:
+		return pyStr(raw), true
+	case r.fields != nil:
+		return "", false
+	}
+	switch key {
+	case "resource_name":
+		return r.Name, true
+	case "resource_display_name":
+		return r.DisplayName, true
+	case "resource_type":
+		return r.Type, true
+	case "resource_id":
+		return strconv.Itoa(r.ID), true
+	case "parent_id":
+		return pyID(r.ParentID), true
+	case "root_service_id":
+		return pyID(r.RootServiceID), true
+	}
+	return "", false
+}
+
+// pyID prints an id that is null (0) for a service.
+func pyID(id int) string {
+	if id == 0 {
+		return "None"
+	}
+	return strconv.Itoa(id)
+}
+
+// pyStr prints a JSON value as Python's str() prints what json.loads made
+// of it: strings bare, everything else as repr.
+func pyStr(raw json.RawMessage) string {
+	var s string
+	if t := bytes.TrimSpace(raw); len(t) > 0 && t[0] == '"' && json.Unmarshal(t, &s) == nil {
+		return s
+	}
+	var b strings.Builder
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if pyRepr(dec, &b) != nil {
+		return string(raw)
+	}
+	return b.String()
+}
+
+// pyRepr writes the next JSON value of dec as Python's repr() of it.
+func pyRepr(dec *json.Decoder, b *strings.Builder) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	switch t := tok.(type) {
+	case json.Delim:
+		end := "]"
+		if t == '{' {
+			end = "}"
+		}
+		b.WriteString(string(t))
+		for i := 0; dec.More(); i++ {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			if t == '{' {
+				k, err := dec.Token()
+				if err != nil {
+					return err
+				}
+				b.WriteString(pyQuote(k.(string)) + ": ")
+			}
+			if err := pyRepr(dec, b); err != nil {
+				return err
+			}
+		}
+		if _, err := dec.Token(); err != nil {
+			return err
+		}
+		b.WriteString(end)
+	case string:
+		b.WriteString(pyQuote(t))
+	case json.Number:
+		b.WriteString(pyNumber(t))
+	case bool:
+		b.WriteString(map[bool]string{true: "True", false: "False"}[t])
+	case nil:
+		b.WriteString("None")
+	}
+	return nil
+}
+
+// pyNumber prints a JSON number as Python prints the int or float that
+// json.loads makes of it.
+func pyNumber(n json.Number) string {
+	s := n.String()
+	if !strings.ContainsAny(s, ".eE") {
+		if i, err := strconv.ParseInt(s, 10, 64); err == nil {
+			return strconv.FormatInt(i, 10) // -0 is 0
+		}
+		return s
+	}
+	f, err := n.Float64()
+	if err != nil || math.IsInf(f, 0) {
+		return s
+	}
+	// repr(float): the shortest digits, in exponent form below 1e-4 and
+	// from 1e16 on, with a ".0" when fixed and integral.
+	e := strconv.FormatFloat(f, 'e', -1, 64)
+	if exp, err := strconv.Atoi(e[strings.IndexByte(e, 'e')+1:]); err == nil && f != 0 && (exp < -4 || exp >= 16) {
+		return e
+	}
+	out := strconv.FormatFloat(f, 'f', -1, 64)
+	if !strings.Contains(out, ".") {
+		out += ".0"
+	}
+	return out
+}
+
+// pyQuote is Python's repr() of a str: single quotes unless the text has
+// some and no double quote, backslash escapes for the quote, the backslash
+// and what is not printable.
+func pyQuote(s string) string {
+	q := byte('\'')
+	if strings.ContainsRune(s, '\'') && !strings.ContainsRune(s, '"') {
+		q = '"'
+	}
+	var b strings.Builder
+	b.WriteByte(q)
+	for _, r := range s {
+		switch {
+		case r == rune(q) || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r < 0x100 && !unicode.IsPrint(r):
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case r < 0x10000 && !unicode.IsPrint(r):
+			fmt.Fprintf(&b, `\u%04x`, r)
+		case !unicode.IsPrint(r):
+			fmt.Fprintf(&b, `\U%08x`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte(q)
+	return b.String()
+}
+
+// pyStrings is Python's repr() of a list of str.
+func pyStrings(list []string) string {
+	q := make([]string, len(list))
+	for i, s := range list {
+		q[i] = pyQuote(s)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// pyPermissions is Python's repr() of Magpie's permission objects, keys in
+// Magpie's order.
+func pyPermissions(perms []Permission) string {
+	items := make([]string, len(perms))
+	for i, p := range perms {
+		typ := "None"
+		if p.Type != "" {
+			typ = pyQuote(p.Type)
+		}
+		items[i] = "{'name': " + pyQuote(p.Name) + ", 'access': " + pyQuote(p.Access) + ", 'scope': " + pyQuote(p.Scope) + ", 'type': " + typ
+		if p.Reason != "" {
+			items[i] += ", 'reason': " + pyQuote(p.Reason)
+		}
+		items[i] += "}"
+	}
+	return "[" + strings.Join(items, ", ") + "]"
 }
