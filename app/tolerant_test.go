@@ -1,13 +1,17 @@
 package app
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/cowbird-go/cowbird/geoserver"
+	"github.com/cowbird-go/cowbird/geoserver/geoservertest"
 	"github.com/cowbird-go/cowbird/magpie/magpietest"
 )
 
@@ -94,4 +98,42 @@ func TestFileSystemWithoutMagpie(t *testing.T) {
 			return err == nil
 		})
 	}
+}
+
+// TestSwitchFromPythonPublishesExistingUsersShapefiles: a user created
+// under the Python Cowbird (workspace and datastore on disk, no watch
+// registered with us) gets a shapefile written after our first start
+// published.
+func TestSwitchFromPythonPublishesExistingUsersShapefiles(t *testing.T) {
+	dir := t.TempDir()
+	ds := filepath.Join(dir, "user_workspaces", "alice", "shapefile_datastore")
+	must(t, os.MkdirAll(ds, 0o777))
+	mp := magpietest.NewServer(t, magpietest.Options{QuietSeeding: true})
+	_, err := mp.AddUser("alice", "qwertyqwerty", "users")
+	must(t, err)
+	_, err = mp.AddService("geoserver", "geoserver")
+	must(t, err)
+	gs := geoservertest.NewServer(t, geoservertest.Options{
+		PathMap: map[string]string{"/user_workspaces": filepath.Join(dir, "user_workspaces")},
+	})
+	// The Python Cowbird made alice's GeoServer workspace and datastore.
+	gc := geoserver.NewClient(geoserver.ClientOptions{URL: gs.URL(), User: geoservertest.DefaultUser, Password: geoservertest.DefaultPassword})
+	must(t, gc.CreateWorkspace(context.Background(), "alice"))
+	must(t, gc.CreateDatastore(context.Background(), "alice"))
+	cfg := filepath.Join(dir, "config.yml")
+	must(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`handlers:
+  Magpie: {active: true, url: %[1]s, admin_user: admin, admin_password: qwertyqwerty}
+  Geoserver: {active: true, url: %[2]s, workspace_dir: %[3]s/user_workspaces, admin_user: %[4]s, admin_password: %[5]s}
+`, mp.URL(), gs.URL(), dir, geoservertest.DefaultUser, geoservertest.DefaultPassword)), 0o600))
+	base := runDaemon(t, testOptions(t, cfg, dir))
+	eventually(t, "readiness", func() bool {
+		resp, err := http.Get(base + "/readyz")
+		must(t, err)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	for _, ext := range []string{".prj", ".dbf", ".shx", ".shp"} {
+		must(t, os.WriteFile(filepath.Join(ds, "rivers"+ext), []byte("x"), 0o644))
+	}
+	eventually(t, "alice's layer published", func() bool { return slices.Contains(gs.Layers("alice"), "rivers") })
 }
