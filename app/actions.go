@@ -228,7 +228,8 @@ func (d *daemon) internalRequest(label string, body json.RawMessage) actions.Run
 }
 
 // apiDispatcher is the dispatcher the API calls: PUT /handlers/{name}/resync
-// runs a handler.resync action and waits for it.
+// runs a handler.resync action and waits for it, and a webhook's answer
+// leaves out the failures of the handlers that run commands (Hooks).
 type apiDispatcher struct {
 	*handlers.Dispatcher
 	d *daemon
@@ -237,4 +238,34 @@ type apiDispatcher struct {
 // Resync implements api.Dispatcher.
 func (a apiDispatcher) Resync(ctx context.Context, name string) error {
 	return a.d.runAction(ctx, "PUT /handlers/"+name+"/resync", "handler.resync", map[string]any{"handler": name})
+}
+
+// Submit implements api.Dispatcher: it submits ev as the dispatcher does,
+// then drops from the returned error the failures of handlers whose
+// descriptor has RunsCommands. A refused or failed hook is that handler's
+// failure only: the journal, the handler metrics, the hook.run action and
+// the log line below record it, but the webhook is answered as the other
+// handlers' work went, and Magpie's failure callback is not called for it.
+func (a apiDispatcher) Submit(ctx context.Context, ev handlers.Event) (uint64, error) {
+	id, err := a.Dispatcher.Submit(ctx, ev)
+	if err == nil {
+		return id, nil
+	}
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	var kept []error
+	for _, e := range errs {
+		var he *handlers.HandlerError
+		if errors.As(e, &he) {
+			if k, _ := Lookup(a.d.kinds, he.Handler); k.RunsCommands {
+				a.d.log.WithField("handler", he.Handler).WithField("event", ev.Name()).WithField("event_id", id).
+					WithError(he.Err).Warn("handler failed; the webhook answer does not report it")
+				continue
+			}
+		}
+		kept = append(kept, e)
+	}
+	return id, errors.Join(kept...)
 }

@@ -23,6 +23,10 @@ func (d *daemon) auth() api.Auth {
 // of its user_created fails for good (the webhook was answered 202).
 func (d *daemon) gaveUp(ev handlers.Event, handler string, err error) {
 	log := d.log.WithFields(logrus.Fields{"event": ev.Name(), "handler": handler}).WithError(err)
+	if k, _ := Lookup(d.kinds, handler); k.RunsCommands {
+		log.Warn("hook failed for good after retries") // the Hooks handler's failure only
+		return
+	}
 	u, ok := ev.(handlers.UserEvent)
 	if !ok || u.Action != handlers.Created || u.CallbackURL == "" {
 		log.Error("event failed for good after retries")

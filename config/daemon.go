@@ -68,16 +68,20 @@ var tokenNameRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
 func parseAdminTokens(s string) (map[string]string, error) {
 	out := map[string]string{}
 	var errs []error
+	i := 0
 	for item := range strings.SplitSeq(s, ",") {
+		i++
 		item = strings.TrimSpace(item)
 		if item == "" {
 			continue
 		}
-		name, tok, _ := strings.Cut(item, "=")
+		name, tok, named := strings.Cut(item, "=")
 		name, tok = strings.TrimSpace(name), strings.TrimSpace(tok)
 		switch hash, hashed := strings.CutPrefix(tok, "sha256:"); {
-		case !tokenNameRE.MatchString(name):
-			errs = append(errs, fmt.Errorf("token name %q must be letters, digits, '.', '_' or '-'", name))
+		case !named: // a bare token: never quote it
+			errs = append(errs, fmt.Errorf("entry %d must be name=token", i))
+		case !tokenNameRE.MatchString(name): // maybe a token with '=' in it: never quoted
+			errs = append(errs, fmt.Errorf("entry %d: the name before '=' must be letters, digits, '.', '_' or '-'", i))
 		case out[name] != "":
 			errs = append(errs, fmt.Errorf("token %q is defined twice", name))
 		case tok == "":

@@ -301,7 +301,7 @@ admin_tokens:
   ok: fine
 `, nil, []string{
 			`config.yml: cowbird.admin_tokens: value of "ci" must be a string without ',', got a list`,
-			`config.yml: cowbird.admin_tokens: token name "bad name" must be letters, digits, '.', '_' or '-'`,
+			`config.yml: cowbird.admin_tokens: entry 1: the name before '=' must be letters, digits, '.', '_' or '-'`, // (ci is left out)
 			`config.yml: cowbird.admin_tokens: token "ops": sha256: must be followed by 64 hex digits`,
 		}},
 		{"environment, and the invalid file values it hides", "dispatch_timeout: 30\nbody_limit: big\n", map[string]string{
@@ -310,7 +310,7 @@ admin_tokens:
 		}, []string{
 			`COWBIRD_BODY_LIMIT: must be an integer, got "huge"`,
 			`COWBIRD_ADMIN_TOKENS: token "ci" is defined twice`,
-			`COWBIRD_ADMIN_TOKENS: token name "" must be letters, digits, '.', '_' or '-'`,
+			`COWBIRD_ADMIN_TOKENS: entry 3: the name before '=' must be letters, digits, '.', '_' or '-'`,
 			`COWBIRD_MAGPIE_AUTH: must be true or false, got "maybe"`,
 		}},
 	} {

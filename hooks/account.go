@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
+	"path/filepath"
 	"strconv"
 
 	"github.com/cowbird-go/cowbird/config"
@@ -22,14 +23,15 @@ type account struct {
 }
 
 // lookup resolves the run_as name of hook: the configured accounts first,
-// then the OS user database, then the "*" account. A templated run_as
-// resolves to root only through an accounts entry of that very name, and
-// the daemon's own user needs allow_run_as_daemon_user.
+// then the OS user database, then the "*" account. A templated run_as that
+// resolves through the OS database or "*" must not land on a system account
+// (see refuseSystem): only an accounts entry of that very name lets it. The
+// daemon's own user needs allow_run_as_daemon_user in every case.
 func (h *Handler) lookup(name string, hook *config.Hook) (account, error) {
 	if name == "" {
 		return account{}, errors.New("run_as is empty")
 	}
-	a, named, err := h.ids(name)
+	a, src, err := h.ids(name)
 	if err != nil {
 		return account{}, err
 	}
@@ -44,29 +46,111 @@ func (h *Handler) lookup(name string, hook *config.Hook) (account, error) {
 		}
 		a.gid = uint32(gid)
 	}
-	switch {
-	case a.uid == 0 && len(hook.RunAs.Refs()) > 0 && !named:
-		return account{}, fmt.Errorf("run_as %q is root: a templated run_as never runs as root", name)
-	case int(a.uid) == os.Geteuid() && !h.cfg.AllowRunAsDaemonUser:
+	if len(hook.RunAs.Refs()) > 0 && src != fromEntry {
+		if err := h.refuseSystem(a, src, hook.Group != ""); err != nil {
+			return account{}, &RefusedError{RunAs: name, Reason: err.Error()}
+		}
+	}
+	if int(a.uid) == os.Geteuid() && !h.cfg.AllowRunAsDaemonUser {
 		return account{}, fmt.Errorf("run_as %q is the daemon's own user (uid %d): set hooks.allow_run_as_daemon_user to allow it", name, a.uid)
 	}
 	return a, nil
 }
 
-// ids finds the ids of name; named reports an accounts entry of that name.
-func (h *Handler) ids(name string) (a account, named bool, err error) {
-	if c, ok := h.cfg.Accounts[name]; ok {
-		return account{name: name, uid: c.UID, gid: c.GID, groups: c.Groups, home: "/"}, true, nil
+// source says where a run_as name's ids come from.
+type source int
+
+const (
+	fromEntry source = iota // an accounts entry of that name
+	fromOS                  // the OS user database
+	fromStar                // the accounts "*" entry
+)
+
+// String names the source in refusals.
+func (s source) String() string {
+	return [...]string{"its accounts entry", "the OS user database", `accounts."*"`}[s]
+}
+
+// RefusedError is a templated run_as that resolved to a system account.
+// It is never transient: the same event would be refused again.
+type RefusedError struct {
+	// RunAs is the resolved name, e.g. "daemon".
+	RunAs string
+	// Reason says what makes it a system account, e.g. "has uid 1, below
+	// UID_MIN 1000 (from the OS user database)".
+	Reason string
+}
+
+// Error implements error.
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("run_as %q %s: a templated run_as never runs as a system account unless hooks.accounts has an entry of that exact name",
+		e.RunAs, e.Reason)
+}
+
+// Transient implements the dispatcher's retry test: a refusal is final.
+func (e *RefusedError) Transient() bool { return false }
+
+// refuseSystem returns why a, resolved from a templated run_as through src,
+// is a system account, or nil: root, the daemon's own user, a uid below
+// UID_MIN; for an OS account also a locked password or a nologin/false
+// shell; a primary group (unless the hook fixes group:) or supplementary
+// group that is root's, the daemon's, or below GID_MIN other than "users".
+func (h *Handler) refuseSystem(a account, src source, groupFixed bool) error {
+	p := h.sys
+	from := " (from " + src.String() + ")"
+	switch {
+	case a.uid == 0:
+		return errors.New("is root" + from)
+	case int(a.uid) == os.Geteuid():
+		return fmt.Errorf("is the daemon's own user (uid %d)%s", a.uid, from)
+	case a.uid < p.uidMin:
+		return fmt.Errorf("has uid %d, below UID_MIN %d%s", a.uid, p.uidMin, from)
 	}
-	a, err = osAccount(name)
+	if src == fromOS {
+		if shell, ok := p.shell(a.name); ok && noLogin(shell) {
+			return fmt.Errorf("has the login shell %s%s", shell, from)
+		}
+		if p.locked(a.name) {
+			return fmt.Errorf("has a locked password%s", from)
+		}
+	}
+	gids := a.groups
+	if !groupFixed {
+		gids = append([]uint32{a.gid}, gids...)
+	}
+	for _, g := range gids {
+		switch {
+		case g == 0:
+			return fmt.Errorf("has group 0 (root's)%s", from)
+		case int(g) == os.Getegid():
+			return fmt.Errorf("has the daemon's own group (gid %d)%s", g, from)
+		case g < p.gidMin && g != p.usersGID:
+			return fmt.Errorf("has group %d, below GID_MIN %d%s", g, p.gidMin, from)
+		}
+	}
+	return nil
+}
+
+// noLogin reports whether shell refuses logins (nologin, false).
+func noLogin(shell string) bool {
+	base := filepath.Base(shell)
+	return base == "nologin" || base == "false"
+}
+
+// ids finds the ids of name and where they come from.
+func (h *Handler) ids(name string) (account, source, error) {
+	if c, ok := h.cfg.Accounts[name]; ok {
+		return account{name: name, uid: c.UID, gid: c.GID, groups: c.Groups, home: "/"}, fromEntry, nil
+	}
+	a, err := osAccount(name)
 	var unknown user.UnknownUserError
 	if errors.As(err, &unknown) {
 		if c, ok := h.cfg.Accounts["*"]; ok {
-			return account{name: name, uid: c.UID, gid: c.GID, groups: c.Groups, home: "/"}, false, nil
+			return account{name: name, uid: c.UID, gid: c.GID, groups: c.Groups, home: "/"}, fromStar, nil
 		}
-		return account{}, false, fmt.Errorf("run_as %q: no such user and no accounts entry", name)
+		return account{}, fromOS, fmt.Errorf("run_as %q: no such user and no accounts entry", name)
 	}
-	return a, false, err
+	return a, fromOS, err
 }
 
 // osAccount looks name up in the OS user database.

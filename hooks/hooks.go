@@ -60,6 +60,10 @@ type Handler struct {
 	q    *queue
 	sudo string // path of sudo; empty when not found
 	seq  atomic.Uint64
+	// sys tells system accounts apart for templated run_as names.
+	sys systemAccounts
+	// secrets masks the values of the env setting's secret variables.
+	secrets *masker
 }
 
 // New returns the handler for cfg (nil: no hooks). It checks that the
@@ -69,7 +73,9 @@ func New(cfg *config.Hooks, opts Options) (*Handler, error) {
 	if cfg == nil {
 		cfg = &config.Hooks{MaxParallel: config.DefaultHookMaxParallel, DefaultTimeout: config.DefaultHookTimeout}
 	}
-	h := &Handler{cfg: cfg, opts: opts, root: cfg.SessionRoot, log: opts.Log, q: newQueue(max(1, cfg.MaxParallel))}
+	h := &Handler{cfg: cfg, opts: opts, root: cfg.SessionRoot, log: opts.Log, q: newQueue(max(1, cfg.MaxParallel)),
+		sys: readSystemAccounts(loginDefsFile, passwdFile, shadowFile), secrets: &masker{}}
+	h.secrets.add(cfg.Env)
 	if h.log == nil {
 		l := logrus.New()
 		l.SetOutput(io.Discard)
@@ -173,10 +179,18 @@ func (e *HookError) Error() string {
 // Unwrap returns the session's own error, if any.
 func (e *HookError) Unwrap() error { return e.Result.Err }
 
+// Transient tells the dispatcher not to retry: a hook runs operator
+// commands that need not be idempotent; an admin re-runs it on purpose
+// (events.replay).
+func (e *HookError) Transient() bool { return false }
+
 // RunOnce runs the hook of event for ev now, waiting for its turn in the
 // user's line, and returns the session's outcome; the error is a
-// *HookError when the session ran and did not succeed. ev must be of the
-// event's kind (a UserEvent for user_created, ...).
+// *HookError when the session ran and did not succeed, and wraps a
+// *RefusedError when a templated run_as named a system account. ev must be
+// of the event's kind (a UserEvent for user_created, ...). The values of
+// secret variables (IsSecretName) are masked in the result, the error, the
+// log and what the Recorder is told.
 func (h *Handler) RunOnce(ctx context.Context, event string, ev handlers.Event) (session.Result, error) {
 	hook := h.cfg.Events[event]
 	if hook == nil {
@@ -191,7 +205,8 @@ func (h *Handler) RunOnce(ctx context.Context, event string, ev handlers.Event) 
 	if key == "" {
 		key = ev.Key()
 	}
-	log := h.log.WithFields(logrus.Fields{"handler": Name, "event": event, "user": user})
+	m := h.secrets.clone()
+	log := m.log(h.log.WithFields(logrus.Fields{"handler": Name, "event": event, "user": user}))
 	t := h.q.enqueue(key)
 	var run Run
 	if h.opts.Recorder != nil {
@@ -199,14 +214,18 @@ func (h *Handler) RunOnce(ctx context.Context, event string, ev handlers.Event) 
 		if user != "" {
 			label += " for " + user
 		}
-		run = h.opts.Recorder.Start(ctx, label)
+		run = maskedRun{run: h.opts.Recorder.Start(ctx, label), m: m}
 		run.Progress(0, "queued")
 	}
-	res, err := h.runTurn(ctx, t, hook, vals, run, log)
+	res, err := h.runTurn(ctx, t, hook, vals, run, log, m)
+	res = m.result(res)
 	if err != nil {
-		err = fmt.Errorf("run hook %s: %w", event, err)
+		err = m.err(fmt.Errorf("run hook %s: %w", event, err))
 	} else if res.State != session.ActionSuccess || res.Err != nil {
 		err = &HookError{Hook: event, Result: res}
+	}
+	if err != nil && res.State == "" {
+		res.State = session.ActionFailed // it failed before it started
 	}
 	if run != nil {
 		run.Finish(err)
@@ -214,8 +233,9 @@ func (h *Handler) RunOnce(ctx context.Context, event string, ev handlers.Event) 
 	return res, err
 }
 
-// runTurn waits for t's turn, then runs hook in a session.
-func (h *Handler) runTurn(ctx context.Context, t *ticket, hook *config.Hook, vals map[string]string, run Run, log *logrus.Entry) (session.Result, error) {
+// runTurn waits for t's turn, then runs hook in a session; m learns the
+// values of the hook's secret variables once they are resolved.
+func (h *Handler) runTurn(ctx context.Context, t *ticket, hook *config.Hook, vals map[string]string, run Run, log *logrus.Entry, m *masker) (session.Result, error) {
 	if err := t.wait(ctx); err != nil {
 		return session.Result{}, err
 	}
@@ -251,6 +271,9 @@ func (h *Handler) runTurn(ctx context.Context, t *ticket, hook *config.Hook, val
 		return session.Result{}, err
 	}
 	envs, tasks, err := h.resolve(hook, vals, opts, s.Dir())
+	for _, e := range envs {
+		m.add(e.Variables)
+	}
 	if err == nil && viaSudo(acct) {
 		err = h.shareDir(s.Dir(), acct)
 		envs, tasks = h.wrapSudo(acct, envs, tasks)

@@ -14,7 +14,6 @@ import (
 	"github.com/cowbird-go/cowbird/config"
 	"github.com/cowbird-go/cowbird/handlers"
 	"github.com/cowbird-go/cowbird/session"
-	"github.com/cowbird-go/cowbird/session/sessiontest"
 )
 
 // A user_created hook seeds the workspace, reports progress and registers a
@@ -139,7 +138,7 @@ func TestRunOnce(t *testing.T) {
 	}{
 		{"user_deleted", handlers.UserEvent{UserName: "carol"}, "run hook user_deleted: no hook configured"},
 		{"user_created", handlers.PermissionEvent{User: "carol"}, "run hook user_created: event user_created: a permission event cannot trigger it"},
-		{"user_created", handlers.UserEvent{UserName: "root"}, `run hook user_created: run_as "root" is root: a templated run_as never runs as root`},
+		{"user_created", handlers.UserEvent{UserName: "root"}, `run hook user_created: run_as "root" is root (from the OS user database): a templated run_as never runs as a system account unless hooks.accounts has an entry of that exact name`},
 		{"user_created", handlers.UserEvent{UserName: ""}, "run hook user_created: run_as is empty"},
 		{"permission_created", handlers.PermissionEvent{User: "carol"}, `run hook permission_created: run_as "nobody-such-user": no such user and no accounts entry`},
 	} {
@@ -252,7 +251,7 @@ func TestSudoAction(t *testing.T) {
 
 // The hook runs with the run_as user's uid and gid when the daemon is root.
 func TestImpersonation(t *testing.T) {
-	name, uid, gid := sessiontest.User(t)
+	name, uid, gid := osUser(t) // sessiontest.User locks the password: a templated run_as refuses it
 	// A directory the user may write into, outside t.TempDir's 0700 parents.
 	out, err := os.MkdirTemp("", "cowbird-hooks-")
 	if err != nil {
