@@ -590,6 +590,11 @@ func TestBirdhouseSwap(t *testing.T) {
 			if want := s.env["COWBIRD_DOCKER"] + ":" + s.env["COWBIRD_VERSION"]; cb["image"] != want {
 				t.Errorf("cowbird image %v, want %s", cb["image"], want)
 			}
+			// Only the proxy and the compose network reach cowbird: its
+			// webhooks and resync route answer without a token, as upstream.
+			if ports, ok := cb["ports"]; ok {
+				t.Errorf("cowbird publishes ports %v on the host", ports)
+			}
 			hc, _ := cb["healthcheck"].(map[string]any)
 			test, _ := hc["test"].([]any)
 			if len(test) != 3 || test[0] != "CMD" || test[1] != imageBin || test[2] != "healthcheck" {
