@@ -83,6 +83,15 @@ func stateCollectors(mon *monitor.Monitor, db *store.DB) []prometheus.Collector 
 			Name: "cowbird_inotify_watch_limit_errors_total", Help: "Watches refused because fs.inotify.max_user_watches is exhausted.",
 		}, func() float64 { return float64(mon.Stats().WatchLimitErrors) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "cowbird_inotify_max_user_watches", Help: "fs.inotify.max_user_watches read at start (0: unknown); the limit is per user.",
+		}, func() float64 { return float64(mon.Stats().MaxWatches) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "cowbird_monitor_degraded_watches", Help: "Registrations not fully watched now (missing directory, watch limit); retried periodically.",
+		}, func() float64 { return float64(mon.Stats().Degraded) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "cowbird_monitor_watch_errors_total", Help: "Failed attempts to watch a registration's tree, retries included.",
+		}, func() float64 { return float64(mon.Stats().WatchErrors) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "cowbird_journal_pending_events", Help: "Journaled webhook events with handlers still to run (retries waiting).",
 		}, func() float64 {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

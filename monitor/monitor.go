@@ -5,6 +5,12 @@
 // asks the owning handler to resync after an overflow or a restart, and
 // persists its registrations through a Store.
 //
+// A registration whose tree cannot be watched, or not all of it (its
+// directory is missing, the inotify watch or instance limit is reached), is
+// kept and reported as degraded (Stats, Degraded): the monitor retries it
+// periodically, and once it is watched again asks its handler to resync it.
+// Only that registration's events are missing meanwhile.
+//
 // Events are hints: a rename is reported as a delete of the old name and a
 // create of the new one, IsDir is reliable on created and modified events but
 // on deleted ones only for directories that were watched, and the handler is
@@ -32,6 +38,10 @@ import (
 
 // DefaultDebounce is the coalescing window the daemon uses.
 const DefaultDebounce = 100 * time.Millisecond
+
+// DefaultRetryInterval is how often degraded registrations are retried when
+// Options.RetryInterval is 0.
+const DefaultRetryInterval = 30 * time.Second
 
 // DefaultIgnoreFor is how long an Ignore call holds when Options.IgnoreFor is 0.
 const DefaultIgnoreFor = 2 * time.Second
@@ -72,9 +82,17 @@ type Options struct {
 	Store Store
 	// Log receives the monitor's logs; nil discards them.
 	Log *logrus.Entry
-	// Debounce is the per-path coalescing window; 0 delivers every event at
-	// once. The daemon uses DefaultDebounce.
+	// Debounce is the per-path coalescing window: the first event of a path
+	// is delivered at once, and what follows within the window is merged and
+	// delivered when it ends; 0 delivers every event at once. The daemon
+	// uses DefaultDebounce.
 	Debounce time.Duration
+	// RetryInterval is how often Run retries the degraded registrations;
+	// 0 means DefaultRetryInterval.
+	RetryInterval time.Duration
+	// RetryTicks, when set, replaces the RetryInterval ticker: Run retries
+	// on every value received (tests).
+	RetryTicks <-chan time.Time
 	// IgnoreFor is how long an Ignore call suppresses matching events;
 	// 0 means DefaultIgnoreFor.
 	IgnoreFor time.Duration
@@ -84,6 +102,9 @@ type Options struct {
 type Stats struct {
 	// Watches is the number of inotify watches in use.
 	Watches int
+	// MaxWatches is fs.inotify.max_user_watches as read at start, 0 when
+	// unknown; the limit is per user, shared with other processes.
+	MaxWatches int
 	// Overflows counts inotify queue overflows (each one triggers resyncs).
 	Overflows uint64
 	// Events counts the file events delivered to the sink.
@@ -93,6 +114,12 @@ type Stats struct {
 	// WatchLimitErrors counts watches refused because the inotify watch
 	// limit (fs.inotify.max_user_watches) was reached.
 	WatchLimitErrors uint64
+	// WatchErrors counts the failed attempts to watch a registration's tree
+	// (missing directory, watch or instance limit, ...), retries included.
+	WatchErrors uint64
+	// Degraded is the number of registrations not fully watched now: their
+	// events are missing until a retry succeeds.
+	Degraded int
 	// Pending is the number of (handler, path) events waiting in the
 	// coalescing window.
 	Pending int
@@ -108,21 +135,49 @@ type Monitor struct {
 	log    *logrus.Entry
 	inject chan error // fed to the event loop as if from fsnotify (tests)
 
-	mu       sync.Mutex
-	regs     map[regKey]Registration
-	watcher  *fsnotify.Watcher       // nil unless Run is running
-	dirs     map[string]bool         // directories watched
-	ignores  map[ignoreKey]time.Time // (path, op) -> suppressed until; expired ones linger until a sweep
-	swept    int                     // len(ignores) after the last sweep
-	maxWatch int                     // fs.inotify.max_user_watches, 0 if unknown
+	// newWatcher and addWatch are fsnotify.NewWatcher and Watcher.Add;
+	// tests replace them to fail as the inotify limits make them fail.
+	newWatcher func() (*fsnotify.Watcher, error)
+	addWatch   func(w *fsnotify.Watcher, dir string) error
 
-	overflows, events, handlerErrors, limitErrors, dropped atomic.Uint64
-	pending                                                atomic.Int64 // set by Run after each step
-	started                                                chan struct{}
-	startOnce                                              sync.Once
+	mu        sync.Mutex
+	regs      map[regKey]Registration
+	degraded  map[regKey]*degradation // registrations not fully watched
+	running   bool                    // Run is running
+	watcher   *fsnotify.Watcher       // nil unless Run is running with an inotify instance
+	noWatcher error                   // why watcher is nil while running
+	dirs      map[string]bool         // directories watched
+	ignores   map[ignoreKey]time.Time // (path, op) -> suppressed until; expired ones linger until a sweep
+	swept     int                     // len(ignores) after the last sweep
+	maxWatch  int                     // fs.inotify.max_user_watches, 0 if unknown
+
+	overflows, events, handlerErrors, limitErrors, watchErrors, dropped atomic.Uint64
+	pending                                                             atomic.Int64 // set by Run after each step
+	started                                                             chan struct{}
+	startOnce                                                           sync.Once
 }
 
 type regKey struct{ path, handler string }
+
+// degradation is why a registration is not fully watched.
+type degradation struct {
+	err      error
+	probe    string // the directory whose watch failed, tried first on retry
+	since    time.Time
+	failures int
+}
+
+// Degradation describes a registration that is not fully watched.
+type Degradation struct {
+	Registration
+	// Err is the last failure to watch it.
+	Err error
+	// Since is when it was first found degraded.
+	Since time.Time
+	// Failures counts the failed attempts to watch it since then, the
+	// first one included.
+	Failures int
+}
 
 type ignoreKey struct {
 	path string
@@ -141,13 +196,16 @@ func New(opts Options) *Monitor {
 		log = logrus.NewEntry(l)
 	}
 	return &Monitor{
-		opts:    opts,
-		log:     log,
-		inject:  make(chan error),
-		regs:    map[regKey]Registration{},
-		dirs:    map[string]bool{},
-		ignores: map[ignoreKey]time.Time{},
-		started: make(chan struct{}),
+		opts:       opts,
+		log:        log,
+		inject:     make(chan error),
+		newWatcher: fsnotify.NewWatcher,
+		addWatch:   (*fsnotify.Watcher).Add,
+		regs:       map[regKey]Registration{},
+		degraded:   map[regKey]*degradation{},
+		dirs:       map[string]bool{},
+		ignores:    map[ignoreKey]time.Time{},
+		started:    make(chan struct{}),
 	}
 }
 
@@ -156,9 +214,15 @@ func New(opts Options) *Monitor {
 func (m *Monitor) Started() <-chan struct{} { return m.started }
 
 // Register starts watching path for handler and persists the registration.
-// The path must be an existing directory. A recursive registration is never
-// downgraded by a non-recursive one for the same (path, handler). Register
-// does not resync: the caller knows what the tree holds.
+// A recursive registration is never downgraded by a non-recursive one for
+// the same (path, handler). Register does not resync: the caller knows what
+// the tree holds.
+//
+// Register fails only when the registration itself is wrong (no handler, a
+// path that is not a directory) or cannot be stored. A tree that cannot be
+// watched now (the directory is missing, the inotify watch limit is
+// reached) is registered all the same and degraded: Register logs a
+// warning and returns nil, and Run retries it and resyncs it once watched.
 func (m *Monitor) Register(ctx context.Context, path, handler string, recursive bool) error {
 	if handler == "" {
 		return fmt.Errorf("register %s: handler name is empty", path)
@@ -167,11 +231,7 @@ func (m *Monitor) Register(ctx context.Context, path, handler string, recursive 
 	if err != nil {
 		return fmt.Errorf("register %s for %s: %w", path, handler, err)
 	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		return fmt.Errorf("register %s for %s: %w", path, handler, err)
-	}
-	if !fi.IsDir() {
+	if fi, err := os.Stat(path); err == nil && !fi.IsDir() {
 		return fmt.Errorf("register %s for %s: not a directory", path, handler)
 	}
 
@@ -185,12 +245,10 @@ func (m *Monitor) Register(ctx context.Context, path, handler string, recursive 
 		}
 	}
 	m.regs[k] = r
-	if m.watcher == nil {
-		return nil
+	if !m.running {
+		return nil // Run watches it
 	}
-	if _, err := m.watchLocked(r.Path, r.Recursive, false); err != nil {
-		return fmt.Errorf("register %s for %s: %w", path, handler, err)
-	}
+	m.watchRegLocked(r)
 	return nil
 }
 
@@ -209,6 +267,7 @@ func (m *Monitor) Unregister(ctx context.Context, path, handler string) error {
 		}
 	}
 	delete(m.regs, regKey{path, handler})
+	delete(m.degraded, regKey{path, handler})
 	for dir := range m.dirs {
 		if want, _ := m.watchModeLocked(dir); !want {
 			m.unwatchLocked(dir)
@@ -255,17 +314,34 @@ const minIgnoreSweep = 64
 // Stats returns the current counters.
 func (m *Monitor) Stats() Stats {
 	m.mu.Lock()
-	watches := len(m.dirs)
+	watches, degraded, limit := len(m.dirs), len(m.degraded), m.maxWatch
 	m.mu.Unlock()
 	return Stats{
 		Watches:          watches,
+		MaxWatches:       limit,
 		Overflows:        m.overflows.Load(),
 		Events:           m.events.Load(),
 		HandlerErrors:    m.handlerErrors.Load(),
 		WatchLimitErrors: m.limitErrors.Load(),
+		WatchErrors:      m.watchErrors.Load(),
+		Degraded:         degraded,
 		Pending:          int(m.pending.Load()),
 		Dropped:          m.dropped.Load(),
 	}
+}
+
+// Degraded lists the registrations that are not fully watched now, by
+// handler then path.
+func (m *Monitor) Degraded() []Degradation {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []Degradation
+	for _, r := range m.sortedRegsLocked() {
+		if d := m.degraded[regKey{r.Path, r.Handler}]; d != nil {
+			out = append(out, Degradation{Registration: r, Err: d.err, Since: d.since, Failures: d.failures})
+		}
+	}
+	return out
 }
 
 func (m *Monitor) sortedRegsLocked() []Registration {

@@ -77,9 +77,15 @@ func quietLog() *logrus.Entry {
 }
 
 // start registers regs, runs the monitor and waits for its start-up resyncs
-// (which come once every registration is watched). fail, if set, decides the
-// sink's answer to each event.
+// (which come once every registration is watched, for those whose directory
+// exists). fail, if set, decides the sink's answer to each event.
 func start(t *testing.T, opts Options, fail func(handlers.FileEvent) error, regs ...Registration) *harness {
+	t.Helper()
+	return startWith(t, opts, fail, nil, regs...)
+}
+
+// startWith is start with prep called on the monitor before Run.
+func startWith(t *testing.T, opts Options, fail func(handlers.FileEvent) error, prep func(*Monitor), regs ...Registration) *harness {
 	t.Helper()
 	h := &harness{
 		t:       t,
@@ -104,16 +110,28 @@ func start(t *testing.T, opts Options, fail func(handlers.FileEvent) error, regs
 		return false, nil
 	}
 	h.m = New(opts)
+	if prep != nil {
+		prep(h.m)
+	}
+	resyncs := 0
 	for _, r := range regs {
 		if err := h.m.Register(t.Context(), r.Path, r.Handler, r.Recursive); err != nil {
 			t.Fatal(err)
+		}
+		if isDir(r.Path) {
+			resyncs++
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	go func() { h.done <- h.m.Run(ctx) }()
 	t.Cleanup(h.stop)
-	h.waitResyncs(len(regs))
+	select {
+	case <-h.m.Started():
+	case <-time.After(hangGuard):
+		t.Fatal("monitor did not start")
+	}
+	h.waitResyncs(resyncs)
 	return h
 }
 
@@ -481,11 +499,16 @@ func TestOverflowDropsCoveredEvents(t *testing.T) {
 	a, b := t.TempDir(), t.TempDir()
 	covers := func(_ context.Context, r Registration) (bool, error) { return r.Handler == "fs", nil }
 	h := start(t, Options{Debounce: time.Hour, Resync: covers}, nil, rec(a, "fs"), rec(b, "hooks"))
+	// Each creation leaves at once; the write that follows it waits for
+	// the (hour-long) window.
 	for i := range 3 {
 		write(t, filepath.Join(a, fmt.Sprint(i)), "x")
 		write(t, filepath.Join(b, fmt.Sprint(i)), "x")
 	}
 	waitFor(t, "6 pending events", func() bool { return h.m.Stats().Pending == 6 })
+	if st := h.m.Stats(); st.Events != 6 {
+		t.Fatalf("stats %+v, want the 6 creations delivered", st)
+	}
 
 	select {
 	case h.m.inject <- fsnotify.ErrEventOverflow:
@@ -497,8 +520,8 @@ func TestOverflowDropsCoveredEvents(t *testing.T) {
 		st := h.m.Stats()
 		return st.Dropped == 3 && st.Pending == 3
 	})
-	if st := h.m.Stats(); st.Events != 0 {
-		t.Errorf("stats %+v, want no event delivered", st)
+	if st := h.m.Stats(); st.Events != 6 {
+		t.Errorf("stats %+v, want no event delivered after the creations", st)
 	}
 }
 
@@ -540,7 +563,8 @@ func TestRestartResyncsStoredRegistrations(t *testing.T) {
 		seen <- names
 		return true, nil
 	}
-	h2 := start(t, Options{Store: store, Resync: reconcile}, nil)
+	ticks := make(chan time.Time)
+	h2 := start(t, Options{Store: store, Resync: reconcile, RetryTicks: ticks}, nil)
 	if got := h2.waitResyncs(1); !slices.Equal(got, []Registration{rec(root, "fs")}) {
 		t.Errorf("resynced %v, want only %s", got, root)
 	}
@@ -552,11 +576,40 @@ func TestRestartResyncsStoredRegistrations(t *testing.T) {
 	case <-time.After(hangGuard):
 		t.Fatal("reconcile did not run")
 	}
-	if got, _ := store.Registrations(t.Context()); !slices.Equal(got, []Registration{rec(root, "fs")}) {
-		t.Errorf("stored = %v, want the gone directory dropped", got)
+	// The gone directory stays registered, degraded, until it is back.
+	if got, _ := store.Registrations(t.Context()); len(got) != 2 {
+		t.Errorf("stored = %v, want both registrations kept", got)
+	}
+	if d := h2.m.Degraded(); len(d) != 1 || d[0].Registration != rec(gone, "fs") || !errors.Is(d[0].Err, fs.ErrNotExist) {
+		t.Errorf("degraded = %+v, want %s missing", d, gone)
 	}
 	write(t, p("after"), "x")
 	h2.expect([]handlers.FileEvent{fe(created, p("after"), false, "fs")}, fe(modified, p("after"), false, "fs"))
+
+	mkdir(t, gone)
+	write(t, filepath.Join(gone, "back"), "x")
+	tick(t, ticks)
+	if got := h2.waitResyncs(1); !slices.Equal(got, []Registration{rec(gone, "fs")}) {
+		t.Errorf("resynced %v, want %s", got, gone)
+	}
+	if names := <-seen; !slices.Equal(names, []string{"back"}) {
+		t.Errorf("reconcile saw %v", names)
+	}
+	if st := h2.m.Stats(); st.Degraded != 0 {
+		t.Errorf("stats %+v, want nothing degraded", st)
+	}
+	write(t, filepath.Join(gone, "new"), "x")
+	h2.expect([]handlers.FileEvent{fe(created, filepath.Join(gone, "new"), false, "fs")}, fe(modified, filepath.Join(gone, "new"), false, "fs"))
+}
+
+// tick sends one retry tick.
+func tick(t *testing.T, ticks chan<- time.Time) {
+	t.Helper()
+	select {
+	case ticks <- time.Now():
+	case <-time.After(hangGuard):
+		t.Fatal("event loop did not take the retry tick")
+	}
 }
 
 func TestIgnore(t *testing.T) {
@@ -598,10 +651,6 @@ func TestRegister(t *testing.T) {
 	m := New(Options{Store: store, Log: quietLog()})
 	ctx := t.Context()
 
-	err := m.Register(ctx, filepath.Join(dir, "missing"), "fs", true)
-	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "missing") {
-		t.Errorf("missing path: %v", err)
-	}
 	write(t, filepath.Join(dir, "file"), "x")
 	if err := m.Register(ctx, filepath.Join(dir, "file"), "fs", true); err == nil || !strings.Contains(err.Error(), "not a directory") {
 		t.Errorf("file path: %v", err)
@@ -626,5 +675,14 @@ func TestRegister(t *testing.T) {
 	}
 	if got, _ := store.Registrations(ctx); !slices.Equal(got, want) {
 		t.Errorf("stored = %v, want %v", got, want)
+	}
+
+	// A directory that does not exist yet is registered: Run watches it
+	// once it does.
+	if err := m.Register(ctx, filepath.Join(dir, "missing"), "fs", true); err != nil {
+		t.Errorf("missing path: %v", err)
+	}
+	if got, _ := store.Registrations(ctx); len(got) != 2 {
+		t.Errorf("stored = %v, want the missing directory's registration too", got)
 	}
 }

@@ -20,45 +20,59 @@ import (
 
 const maxWatchesFile = "/proc/sys/fs/inotify/max_user_watches"
 
-// Run loads the stored registrations (dropping those whose directory is
-// gone), watches every registered tree, resyncs each registration, then
-// delivers file events to the sink until ctx ends. Sink and resync errors are
-// logged and counted; they never stop the loop. Events still in the
-// coalescing window when ctx ends are dropped (the next start resyncs).
+// Run loads the stored registrations, watches every registered tree,
+// resyncs each registration whose directory exists, then delivers file
+// events to the sink until ctx ends. Sink and resync errors are logged and
+// counted; they never stop the loop. Neither does a tree that cannot be
+// watched, nor an inotify instance that cannot be created (the instance
+// limit): those registrations are degraded and retried every
+// RetryInterval. Events still in the coalescing window when ctx ends are
+// dropped (the next start resyncs).
 func (m *Monitor) Run(ctx context.Context) error {
 	if m.opts.Sink == nil {
 		return errors.New("run monitor: Options.Sink is nil")
 	}
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return fmt.Errorf("run monitor: %w", err)
-	}
-	defer w.Close()
 	m.mu.Lock()
-	if m.watcher != nil {
+	if m.running {
 		m.mu.Unlock()
 		return errors.New("run monitor: already running")
 	}
-	m.watcher = w
+	m.running = true
 	m.maxWatch = readMaxWatches()
 	m.mu.Unlock()
 	defer func() {
 		m.mu.Lock()
-		m.watcher, m.dirs = nil, map[string]bool{}
+		if m.watcher != nil {
+			m.watcher.Close()
+		}
+		m.running, m.watcher, m.dirs = false, nil, map[string]bool{}
 		m.mu.Unlock()
 	}()
 
 	if err := m.load(ctx); err != nil {
 		return fmt.Errorf("run monitor: %w", err)
 	}
+	w := m.openWatcher()
 	regs := m.rewatch()
 	m.log.WithFields(logrus.Fields{"max_user_watches": m.maxWatch, "watches": m.Stats().Watches}).
 		Info("inotify watch budget")
 	m.startOnce.Do(func() { close(m.started) })
 	for _, r := range regs {
-		m.resync(ctx, r)
+		if isDir(r.Path) {
+			m.resync(ctx, r)
+		}
 	}
 
+	ticks := m.opts.RetryTicks
+	if ticks == nil {
+		every := m.opts.RetryInterval
+		if every <= 0 {
+			every = DefaultRetryInterval
+		}
+		t := time.NewTicker(every)
+		defer t.Stop()
+		ticks = t.C
+	}
 	q := newCoalescer(m.opts.Debounce)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -68,21 +82,34 @@ func (m *Monitor) Run(ctx context.Context) error {
 			timer.Reset(time.Until(t))
 			wake = timer.C
 		}
+		var events <-chan fsnotify.Event
+		var errs <-chan error
+		if w != nil {
+			events, errs = w.Events, w.Errors
+		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case ev, ok := <-w.Events:
+		case ev, ok := <-events:
 			if !ok {
 				return errors.New("run monitor: watcher closed")
 			}
 			m.handle(ev, q)
-		case err, ok := <-w.Errors:
+		case err, ok := <-errs:
 			if !ok {
 				return errors.New("run monitor: watcher closed")
 			}
 			m.handleError(ctx, err, q)
 		case err := <-m.inject:
 			m.handleError(ctx, err, q)
+		case <-ticks:
+			if w == nil {
+				if w = m.openWatcher(); w != nil {
+					m.handleError(ctx, errNewWatcher, q) // watch and resync everything
+				}
+			} else {
+				m.retry(ctx)
+			}
 		case <-wake:
 		}
 		for _, ev := range q.due(time.Now()) {
@@ -95,8 +122,41 @@ func (m *Monitor) Run(ctx context.Context) error {
 	}
 }
 
-// load merges the stored registrations into memory; those whose directory no
-// longer exists are deleted from the store.
+// errNewWatcher stands for the creation of the inotify instance after it
+// had failed: like an overflow, everything is watched and resynced.
+var errNewWatcher = errors.New("inotify instance created")
+
+// errNoInstance is why every registration is degraded when the inotify
+// instance could not be created (logged once, not per registration).
+var errNoInstance = errors.New("no inotify instance")
+
+// openWatcher creates the inotify instance. When that fails (the inotify
+// instance limit, fs.inotify.max_user_instances), it logs, counts and
+// returns nil: every registration is then degraded until a retry succeeds.
+func (m *Monitor) openWatcher() *fsnotify.Watcher {
+	w, err := m.newWatcher()
+	if err != nil {
+		m.watchErrors.Add(1)
+		m.mu.Lock()
+		again := m.noWatcher != nil
+		m.noWatcher = fmt.Errorf("%w: %w (see fs.inotify.max_user_instances)", errNoInstance, err)
+		m.mu.Unlock()
+		log := m.log.WithError(err)
+		if again {
+			log.Debug("inotify instance still not created")
+		} else {
+			log.Warn("cannot create an inotify instance: no file events until a retry succeeds")
+		}
+		return nil
+	}
+	m.mu.Lock()
+	m.watcher, m.noWatcher = w, nil
+	m.mu.Unlock()
+	return w
+}
+
+// load merges the stored registrations into memory. Those whose directory
+// is missing stay: they are degraded until it appears.
 func (m *Monitor) load(ctx context.Context) error {
 	if m.opts.Store == nil {
 		return nil
@@ -106,14 +166,6 @@ func (m *Monitor) load(ctx context.Context) error {
 		return fmt.Errorf("load registrations: %w", err)
 	}
 	for _, r := range stored {
-		log := m.log.WithFields(logrus.Fields{"path": r.Path, "handler": r.Handler})
-		if fi, err := os.Stat(r.Path); err != nil || !fi.IsDir() {
-			log.WithError(err).Warn("registered directory is gone: registration dropped")
-			if err := m.opts.Store.DeleteRegistration(ctx, r.Path, r.Handler); err != nil {
-				log.WithError(err).Warn("drop registration")
-			}
-			continue
-		}
 		m.mu.Lock()
 		k := regKey{r.Path, r.Handler}
 		r.Recursive = r.Recursive || m.regs[k].Recursive
@@ -135,12 +187,93 @@ func (m *Monitor) rewatch() []Registration {
 	}
 	regs := m.sortedRegsLocked()
 	for _, r := range regs {
-		if _, err := m.watchLocked(r.Path, r.Recursive, false); err != nil {
-			m.log.WithError(err).WithFields(logrus.Fields{"path": r.Path, "handler": r.Handler}).
-				Error("watch registered directory")
-		}
+		m.watchRegLocked(r)
 	}
 	return regs
+}
+
+// watchRegLocked watches r's tree (what is not watched yet) and reports
+// whether all of it is watched now; if not, r is degraded.
+func (m *Monitor) watchRegLocked(r Registration) bool {
+	err := m.noWatcher
+	if m.watcher != nil {
+		_, err = m.watchLocked(r.Path, r.Recursive, false)
+	}
+	if err != nil {
+		m.degradeLocked(r, err)
+		return false
+	}
+	k := regKey{r.Path, r.Handler}
+	if d := m.degraded[k]; d != nil {
+		delete(m.degraded, k)
+		m.log.WithFields(logrus.Fields{"path": r.Path, "handler": r.Handler, "failures": d.failures,
+			"degraded_for": time.Since(d.since).Round(time.Second).String()}).
+			Warn("registered directory watched again")
+	}
+	return true
+}
+
+// degradeLocked records that r's tree is not fully watched because of err.
+// The first failure is a warning; the next ones, until it is watched, are
+// debug lines.
+func (m *Monitor) degradeLocked(r Registration, err error) {
+	m.watchErrors.Add(1)
+	var probe string
+	if we := (*watchError)(nil); errors.As(err, &we) {
+		probe = we.dir
+	}
+	log := m.log.WithError(err).WithFields(logrus.Fields{"path": r.Path, "handler": r.Handler})
+	k := regKey{r.Path, r.Handler}
+	if d := m.degraded[k]; d != nil {
+		d.err, d.probe = err, probe
+		d.failures++
+		log.WithField("failures", d.failures).Debug("registered directory still not watched")
+		return
+	}
+	m.degraded[k] = &degradation{err: err, probe: probe, since: time.Now(), failures: 1}
+	if errors.Is(err, errNoInstance) {
+		log.Debug("registered directory not watched") // warned once by openWatcher
+		return
+	}
+	log.Warn("cannot watch registered directory: its file events are missing until a retry succeeds")
+}
+
+// retry watches the degraded registrations again and resyncs those that
+// are now fully watched. A registration that failed on a watch limit first
+// retries the directory that failed, so that a limit still reached costs
+// one system call, not a walk of the tree.
+func (m *Monitor) retry(ctx context.Context) {
+	m.mu.Lock()
+	var recovered []Registration
+	if len(m.degraded) == 0 {
+		m.mu.Unlock()
+		return
+	}
+	for _, r := range m.sortedRegsLocked() {
+		d := m.degraded[regKey{r.Path, r.Handler}]
+		if d == nil {
+			continue
+		}
+		if d.probe != "" && d.probe != r.Path && !m.dirs[d.probe] && isDir(d.probe) {
+			if err := m.addLocked(d.probe); err != nil {
+				m.degradeLocked(r, err)
+				continue
+			}
+		}
+		if m.watchRegLocked(r) {
+			recovered = append(recovered, r)
+		}
+	}
+	m.mu.Unlock()
+	for _, r := range recovered {
+		m.resync(ctx, r)
+	}
+}
+
+// isDir reports whether p is a directory (following symlinks).
+func isDir(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
 }
 
 // found is an entry met while scanning a newly watched directory.
@@ -201,7 +334,10 @@ func (m *Monitor) addLocked(dir string) error {
 	if m.dirs[dir] {
 		return nil
 	}
-	err := m.watcher.Add(dir)
+	if m.watcher == nil {
+		return &watchError{dir: dir, err: m.noWatcher}
+	}
+	err := m.addWatch(m.watcher, dir)
 	switch {
 	case err == nil:
 		m.dirs[dir] = true
@@ -210,9 +346,25 @@ func (m *Monitor) addLocked(dir string) error {
 		m.limitErrors.Add(1)
 		return watchLimitError(dir, err, m.maxWatch, len(m.dirs))
 	default:
-		return fmt.Errorf("watch %s: %w", dir, err)
+		return &watchError{dir: dir, err: err}
 	}
 }
+
+// watchError is a failed inotify_add_watch on dir.
+type watchError struct {
+	dir  string
+	err  error
+	hint string // what to do about it, if known
+}
+
+func (e *watchError) Error() string {
+	if e.hint != "" {
+		return fmt.Sprintf("watch %s: %v: %s", e.dir, e.err, e.hint)
+	}
+	return fmt.Sprintf("watch %s: %v", e.dir, e.err)
+}
+
+func (e *watchError) Unwrap() error { return e.err }
 
 // watchLimitError explains an ENOSPC from inotify_add_watch: the limit
 // (0 if unknown) is reached with used watches of ours, and how to raise it.
@@ -221,9 +373,10 @@ func watchLimitError(dir string, err error, limit, used int) error {
 	if limit <= 0 {
 		suggest = 524288
 	}
-	return fmt.Errorf("watch %s: %w: inotify watch limit reached (fs.inotify.max_user_watches=%d, %d used by cowbird); "+
-		"raise it with `sysctl fs.inotify.max_user_watches=%d` and persist that in /etc/sysctl.d/",
-		dir, err, limit, used, suggest)
+	return &watchError{dir: dir, err: err, hint: fmt.Sprintf(
+		"inotify watch limit reached (fs.inotify.max_user_watches=%d, %d used by cowbird); "+
+			"raise it with `sysctl fs.inotify.max_user_watches=%d` and persist that in /etc/sysctl.d/",
+		limit, used, suggest)}
 }
 
 // unwatchLocked removes one watch. The kernel may have dropped it already
@@ -252,11 +405,17 @@ func (m *Monitor) handle(ev fsnotify.Event, q *coalescer) {
 			m.mu.Lock()
 			if want, recursive := m.watchModeLocked(ev.Name); want && !m.dirs[ev.Name] {
 				news, err = m.watchLocked(ev.Name, recursive, true)
+				if err != nil && !errors.Is(err, fs.ErrNotExist) { // gone: its removal follows
+					// The registrations that want it miss its events
+					// until a retry watches it and resyncs them.
+					for _, r := range m.sortedRegsLocked() {
+						if r.Path == ev.Name || r.Recursive && under(ev.Name, r.Path) {
+							m.degradeLocked(r, err)
+						}
+					}
+				}
 			}
 			m.mu.Unlock()
-			if err != nil {
-				m.log.WithError(err).WithField("path", ev.Name).Error("watch new directory")
-			}
 		}
 		m.emit(q, handlers.FileEvent{Op: handlers.FileCreated, Path: ev.Name, IsDir: fi.IsDir()}, now)
 		for _, f := range news {
@@ -270,10 +429,9 @@ func (m *Monitor) handle(ev fsnotify.Event, q *coalescer) {
 				m.unwatchLocked(dir)
 			}
 		}
-		for _, r := range m.regs {
-			if r.Path == ev.Name {
-				m.log.WithFields(logrus.Fields{"path": r.Path, "handler": r.Handler}).
-					Warn("registered directory removed: no more events until it is registered again")
+		for _, r := range m.sortedRegsLocked() {
+			if r.Path == ev.Name { // watched again, and resynced, when it reappears
+				m.degradeLocked(r, fmt.Errorf("watch %s: registered directory removed: %w", r.Path, fs.ErrNotExist))
 			}
 		}
 		m.mu.Unlock()
@@ -307,18 +465,22 @@ func (m *Monitor) emit(q *coalescer, ev handlers.FileEvent, now time.Time) {
 }
 
 // handleError resyncs every registration after an overflow (events were
-// lost, directories may be unwatched) and logs anything else. The events
-// read before the overflow and still waiting in q are dropped for each
-// registration whose resync covered them.
+// lost, directories may be unwatched) or once the inotify instance could be
+// created, and logs anything else. The events read before and still waiting
+// in q are dropped for each registration whose resync covered them.
 func (m *Monitor) handleError(ctx context.Context, err error, q *coalescer) {
-	if !errors.Is(err, fsnotify.ErrEventOverflow) {
+	switch {
+	case errors.Is(err, errNewWatcher):
+		m.log.Warn("inotify instance created: watching and resyncing every registration")
+	case errors.Is(err, fsnotify.ErrEventOverflow):
+		m.overflows.Add(1)
+		m.log.Warn("inotify event queue overflow: resyncing every registration")
+	default:
 		m.log.WithError(err).Warn("watcher error")
 		return
 	}
-	m.overflows.Add(1)
-	m.log.Warn("inotify event queue overflow: resyncing every registration")
 	for _, r := range m.rewatch() {
-		if m.resync(ctx, r) {
+		if isDir(r.Path) && m.resync(ctx, r) {
 			m.dropped.Add(uint64(q.drop(r.Handler, r.Path)))
 		}
 	}

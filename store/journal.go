@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -134,7 +135,7 @@ func (db *DB) Append(ctx context.Context, ev handlers.Event, hs []string) (handl
 		return handlers.Record{}, fmt.Errorf("append %s event: %w", ev.Name(), err)
 	}
 	var rec handlers.Record
-	err = db.bolt.Batch(func(tx *bolt.Tx) error {
+	err = db.commit(func(tx *bolt.Tx) error {
 		id, err := tx.Bucket(eventsBucket).NextSequence()
 		if err != nil {
 			return err
@@ -184,14 +185,22 @@ func (db *DB) Fail(ctx context.Context, id uint64, handler, cause string, retryA
 	return nil
 }
 
-// settle applies change to record id when handler is pending in it. It runs
-// in a bbolt batch, so that concurrent callers share a commit (and fsync).
+// settle applies change to record id when handler is pending in it. It
+// shares a commit (and its fsync) with concurrent journal writes.
 func (db *DB) settle(ctx context.Context, id uint64, handler string, change func(*record)) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return db.bolt.Batch(func(tx *bolt.Tx) error {
+	var missing error
+	err := db.commit(func(tx *bolt.Tx) error {
+		missing = nil // fn runs again when its transaction is retried
 		r, err := getRecord(tx, id)
+		if errors.Is(err, ErrNotFound) {
+			// Nothing was written: an answer for this caller, not a reason
+			// to roll back the writes it shares a transaction with.
+			missing = err
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -201,6 +210,10 @@ func (db *DB) settle(ctx context.Context, id uint64, handler string, change func
 		change(&r)
 		return putRecord(tx, id, r)
 	})
+	if err != nil {
+		return err
+	}
+	return missing
 }
 
 // Pending implements handlers.Journal. Its cost grows with the number of
@@ -329,3 +342,116 @@ func (db *DB) Prune(ctx context.Context, now time.Time, maxAge time.Duration, ma
 }
 
 var _ handlers.Journal = (*DB)(nil)
+
+// Group commit. Every journal write (Append, Done, Fail) returns only once
+// its transaction is committed and fsynced. Writes that arrive while a
+// commit is running wait for it to end and then share the next one, so that
+// n concurrent writers cost about two commits instead of n, and a lone
+// writer waits for nothing but its own commit (bbolt's DB.Batch waits
+// MaxBatchDelay first, and serializes batches of one delay's worth of
+// callers behind each other's fsyncs).
+
+// maxGroup bounds the writes committed in one transaction.
+const maxGroup = 1000
+
+// groupCommit queues the writes of one database.
+type groupCommit struct {
+	mu      sync.Mutex
+	queue   []*groupCall
+	running bool // a committer goroutine is draining queue
+	waiting int  // calls not answered yet (tests)
+}
+
+// groupCall is one queued write and where its outcome goes.
+type groupCall struct {
+	fn   func(*bolt.Tx) error
+	done chan error
+}
+
+// errSolo tells a caller whose fn failed inside a shared transaction to run
+// it in a transaction of its own, so that its error is its alone.
+var errSolo = errors.New("run alone")
+
+// group returns the groupCommit of db.
+func (db *DB) group() *groupCommit { return db.journal }
+
+// commit runs fn in a read-write transaction shared with the journal writes
+// queued meanwhile, and returns once that transaction is durable (or
+// failed). fn may run more than once (when another write of its group fails
+// and the group is retried without it); it must set its results afresh each
+// time and return an error only for what should roll its writes back.
+func (db *DB) commit(fn func(*bolt.Tx) error) error {
+	g := db.group()
+	c := &groupCall{fn: fn, done: make(chan error, 1)}
+	g.mu.Lock()
+	g.queue = append(g.queue, c)
+	g.waiting++
+	if !g.running {
+		g.running = true
+		go g.run(db.bolt)
+	}
+	g.mu.Unlock()
+	err := <-c.done
+	if err == errSolo {
+		err = db.bolt.Update(fn)
+	}
+	g.mu.Lock()
+	g.waiting--
+	g.mu.Unlock()
+	return err
+}
+
+// run commits the queued writes, as many per transaction as have queued up,
+// until the queue is empty.
+func (g *groupCommit) run(bdb *bolt.DB) {
+	for {
+		g.mu.Lock()
+		n := min(len(g.queue), maxGroup)
+		if n == 0 {
+			g.running = false
+			g.mu.Unlock()
+			return
+		}
+		calls := slices.Clone(g.queue[:n])
+		g.queue = slices.Delete(g.queue, 0, n)
+		g.mu.Unlock()
+		commitGroup(bdb, calls)
+	}
+}
+
+// commitGroup runs calls in one transaction. When one fn fails, the
+// transaction is rolled back, that caller is told to run alone, and the
+// others are retried together.
+func commitGroup(bdb *bolt.DB, calls []*groupCall) {
+	for len(calls) > 0 {
+		failed := -1
+		err := bdb.Update(func(tx *bolt.Tx) error {
+			for i, c := range calls {
+				if err := callSafely(c.fn, tx); err != nil {
+					failed = i
+					return err
+				}
+			}
+			return nil
+		})
+		if failed < 0 {
+			for _, c := range calls {
+				c.done <- err
+			}
+			return
+		}
+		calls[failed].done <- errSolo
+		calls = slices.Delete(calls, failed, failed+1)
+	}
+}
+
+// callSafely runs fn, turning a panic into an error (the caller then runs
+// fn alone, where the panic is its own).
+func callSafely(fn func(*bolt.Tx) error, tx *bolt.Tx) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic in journal write: %v", p)
+		}
+	}()
+	return fn(tx)
+}

@@ -390,3 +390,22 @@ func BenchmarkAppendDone(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkAppendDoneOneClient measures the same with a single client: the
+// latency of a lone webhook's journal writes, commit and fsync included.
+func BenchmarkAppendDoneOneClient(b *testing.B) {
+	ctx := context.Background()
+	db := openDB(b, b.TempDir())
+	hs := []string{"FileSystem", "Magpie", "Geoserver"}
+	for b.Loop() {
+		rec, err := db.Append(ctx, userEvent("alice"), hs)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, h := range hs {
+			if err := db.Done(ctx, rec.ID, h); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}

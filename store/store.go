@@ -22,10 +22,10 @@ const FileName = "cowbird.db"
 // the same data directory fails fast instead of hanging.
 const lockTimeout = time.Second
 
-// batchDelay is how long a batched write (Append, Done, Fail) waits for
-// others to share its commit. bbolt's default, 10ms, is four times slower for
-// 100 parallel clients (BenchmarkAppendDone) and adds that much latency to
-// every write of a lone client.
+// batchDelay is how long a write batched with bbolt's Batch (the actions')
+// waits for others to share its commit; bbolt's default, 10ms, adds that
+// much latency to every write of a lone client. The journal's writes are
+// committed in groups of their own (groupCommit), without a delay.
 const batchDelay = time.Millisecond
 
 // ErrNotFound is returned (wrapped) for an unknown event ID.
@@ -40,7 +40,8 @@ var (
 
 // DB is cowbird's state database. It is safe for concurrent use.
 type DB struct {
-	bolt *bolt.DB
+	bolt    *bolt.DB
+	journal *groupCommit // the journal's queued writes
 }
 
 // Open opens (creating if needed) dir/cowbird.db, creating dir with mode 0700
@@ -70,7 +71,7 @@ func Open(dir string) (*DB, error) {
 		return nil, errors.Join(fmt.Errorf("open %s: %w", path, err), bdb.Close())
 	}
 	bdb.MaxBatchDelay = batchDelay
-	return &DB{bolt: bdb}, nil
+	return &DB{bolt: bdb, journal: &groupCommit{}}, nil
 }
 
 // Close closes the database file.

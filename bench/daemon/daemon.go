@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -83,4 +84,55 @@ func (d *Daemon) waitReady(ctx context.Context) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("daemon not ready at %s", d.URL)
+}
+
+// Noise measures how late the scheduler wakes a goroutine that sleeps
+// 1 ms, for as long as it runs: on a shared machine, the latencies a bench
+// reports cannot be told apart from this floor. Stop ends it and returns
+// the 99th percentile and the maximum of the overshoot.
+type Noise struct {
+	stop chan struct{}
+	done chan []time.Duration
+}
+
+// StartNoise starts measuring.
+func StartNoise() *Noise {
+	n := &Noise{stop: make(chan struct{}), done: make(chan []time.Duration, 1)}
+	go func() {
+		var late []time.Duration
+		for {
+			select {
+			case <-n.stop:
+				n.done <- late
+				return
+			default:
+			}
+			t0 := time.Now()
+			time.Sleep(time.Millisecond)
+			late = append(late, time.Since(t0)-time.Millisecond)
+		}
+	}()
+	return n
+}
+
+// Stop ends the measure and describes it.
+func (n *Noise) Stop() string {
+	close(n.stop)
+	late := <-n.done
+	if len(late) == 0 {
+		return "scheduler noise: no sample"
+	}
+	slices.Sort(late)
+	pct := func(p float64) time.Duration { return late[int(float64(len(late)-1)*p)].Round(10 * time.Microsecond) }
+	return fmt.Sprintf("scheduler noise (sleep 1ms overshoot, in the bench process): p50 %s p99 %s max %s",
+		pct(0.5), pct(0.99), pct(1))
+}
+
+// Median is the median of xs (the mean of the middle two for an even count).
+func Median(xs []float64) float64 {
+	s := slices.Sorted(slices.Values(xs))
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }

@@ -3,13 +3,16 @@
 // visible in the owner's workspace.
 //
 //	go run ./bench/events -rate 200 -seconds 10 -burst 50000
+//	go run ./bench/events -bin before/cowbird,after/cowbird -rounds 2
 //
 // It builds and starts `cowbird serve` with the FileSystem and Magpie
 // handlers against the in-process Magpie emulator, creates files at a steady
 // rate, then a burst large enough to overflow the inotify queue, and prints
 // p50/p99/max latencies, the links missing at the end (must be 0), the
 // daemon's inotify overflows and peak RSS, the Magpie requests, and the
-// burst's time as a ratio to `cp -al` of the same tree.
+// burst's time as a ratio to `cp -al` of the same tree. With several
+// binaries, each round runs every binary in turn and the end prints the
+// medians and each binary's ratios to the first one's, taken within rounds.
 package main
 
 import (
@@ -62,10 +65,11 @@ func main() {
 	seconds := flag.Int("seconds", 10, "steady phase: duration in seconds")
 	burst := flag.Int("burst", 50000, "burst phase: files created as fast as possible")
 	dirsFirst := flag.Bool("dirs-first", true, "burst phase: create the directories and wait until they are watched before the files")
-	bin := flag.String("bin", "", "cowbird binary (default: go build ./cmd/cowbird into a temp dir)")
+	bins := flag.String("bin", "", "cowbird binary, or comma-separated binaries to compare (default: go build ./cmd/cowbird into a temp dir)")
+	rounds := flag.Int("rounds", 1, "rounds; each runs every binary once")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	err := run(ctx, *bin, *rate, *seconds, *burst, *dirsFirst)
+	err := compare(ctx, strings.Split(*bins, ","), *rounds, *rate, *seconds, *burst, *dirsFirst)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "events bench:", err)
@@ -73,7 +77,80 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, bin string, rate, seconds, burst int, dirsFirst bool) error {
+// summary holds the figures of one run compared across binaries.
+type summary struct {
+	steadyP50, steadyP99, steadyMax time.Duration
+	burstAll, burstP50, burstP99    time.Duration
+	burstTail                       time.Duration // last link after the last creation
+	burstCpAL                       float64       // burst all-links time / cp -al
+}
+
+// compare runs every binary once per round, then, with more than one,
+// prints the medians and the ratios to the first binary's.
+func compare(ctx context.Context, bins []string, rounds, rate, seconds, burst int, dirsFirst bool) error {
+	if rounds <= 0 {
+		return errors.New("-rounds must be positive")
+	}
+	dir, err := os.MkdirTemp("", "cowbird-bench-events-bin-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	for i, bin := range bins {
+		if bins[i], err = daemon.Build(ctx, bin, dir); err != nil {
+			return err
+		}
+	}
+	sums := make([][]summary, len(bins))
+	for r := range rounds {
+		for i, bin := range bins {
+			fmt.Printf("== round %d: %s\n", r+1, bin)
+			var sum summary
+			if err := run(ctx, bin, rate, seconds, burst, dirsFirst, &sum); err != nil {
+				return fmt.Errorf("%s: %w", bin, err)
+			}
+			sums[i] = append(sums[i], sum)
+		}
+	}
+	if len(bins) == 1 {
+		return nil
+	}
+	figures := []struct {
+		name string
+		get  func(summary) float64
+	}{
+		{"steady p50", func(s summary) float64 { return float64(s.steadyP50) }},
+		{"steady p99", func(s summary) float64 { return float64(s.steadyP99) }},
+		{"steady max", func(s summary) float64 { return float64(s.steadyMax) }},
+		{"burst all links", func(s summary) float64 { return float64(s.burstAll) }},
+		{"burst tail", func(s summary) float64 { return float64(s.burstTail) }},
+		{"burst p50", func(s summary) float64 { return float64(s.burstP50) }},
+		{"burst p99", func(s summary) float64 { return float64(s.burstP99) }},
+		{"burst / cp -al", func(s summary) float64 { return s.burstCpAL }},
+	}
+	fmt.Println("== medians over rounds; ratio = this binary / the first, per round, median")
+	for _, f := range figures {
+		fmt.Printf("%-16s", f.name)
+		for i := range bins {
+			var vals, ratios []float64
+			for r := range rounds {
+				v, base := f.get(sums[i][r]), f.get(sums[0][r])
+				vals = append(vals, v)
+				ratios = append(ratios, v/base)
+			}
+			val := daemon.Median(vals)
+			shown := fmt.Sprintf("%.1fx", val)
+			if f.name != "burst / cp -al" {
+				shown = time.Duration(val).Round(100 * time.Microsecond).String()
+			}
+			fmt.Printf("  %s: %s (x%.3f)", filepath.Base(filepath.Dir(bins[i]))+"/"+filepath.Base(bins[i]), shown, daemon.Median(ratios))
+		}
+		fmt.Println()
+	}
+	return nil
+}
+
+func run(ctx context.Context, bin string, rate, seconds, burst int, dirsFirst bool, sum *summary) error {
 	if rate <= 0 || seconds <= 0 || burst <= 0 {
 		return errors.New("-rate, -seconds and -burst must be positive")
 	}
@@ -82,9 +159,6 @@ func run(ctx context.Context, bin string, rate, seconds, burst int, dirsFirst bo
 		return err
 	}
 	defer os.RemoveAll(dir)
-	if bin, err = daemon.Build(ctx, bin, dir); err != nil {
-		return err
-	}
 
 	mg := magpietest.New(magpietest.Options{QuietSeeding: true})
 	if err := mg.Start(); err != nil {
@@ -126,6 +200,7 @@ func run(ctx context.Context, bin string, rate, seconds, burst int, dirsFirst bo
 	// Steady phase: one file every 1/rate s, paced against the start time.
 	before := magpieRequests(mg)
 	n := rate * seconds
+	noise := daemon.StartNoise()
 	period := time.Second / time.Duration(rate)
 	steady, err := phase(ctx, "steady", fileSet{wps, links, "bird", uid}, n, steadyDrain, func(create func(int) error) error {
 		start := time.Now()
@@ -141,6 +216,7 @@ func run(ctx context.Context, bin string, rate, seconds, burst int, dirsFirst bo
 		return err
 	}
 	fmt.Printf("steady: %d files at %d/s  %s  magpie requests %d\n", n, rate, steady, magpieRequests(mg)-before)
+	fmt.Printf("        %s\n", noise.Stop())
 
 	// Burst phase: -burst files as fast as possible, filesPerJob per new
 	// directory. With -dirs-first the directories come first and the files
@@ -175,10 +251,11 @@ func run(ctx context.Context, bin string, rate, seconds, burst int, dirsFirst bo
 			return err
 		}
 	}
-	fmt.Printf("burst: %d files in %d new dirs (dirs first: %t, watched after %s), created after %s, all links present after %s\n"+
+	fmt.Printf("burst: %d files in %d new dirs (dirs first: %t, watched after %s), created after %s, all links present after %s (tail %s)\n"+
 		"       %s  inotify overflows %.0f  file events delivered %.0f, dropped (covered by the overflow's reconcile) %.0f  magpie requests %d\n",
 		burst, jobs, dirsFirst, watched.Round(time.Millisecond), burstRes.created.Round(time.Millisecond),
-		burstRes.total.Round(time.Millisecond), burstRes, counts[0], counts[1], counts[2], magpieRequests(mg)-before)
+		burstRes.total.Round(time.Millisecond), max(0, burstRes.total-burstRes.created).Round(time.Millisecond),
+		burstRes, counts[0], counts[1], counts[2], magpieRequests(mg)-before)
 
 	cpal, err := cpAL(ctx, filepath.Join(wps, fs.bird), filepath.Join(dir, "cpal"))
 	if err != nil {
@@ -187,6 +264,12 @@ func run(ctx context.Context, bin string, rate, seconds, burst int, dirsFirst bo
 	fmt.Printf("cp -al of the burst tree: %s  burst all-links time / cp -al = %.1fx\n",
 		cpal.Round(time.Millisecond), float64(burstRes.total)/float64(cpal))
 	fmt.Printf("daemon VmHWM %s, magpie requests per run %d\n", vmHWM(d.Pid()), magpieRequests(mg))
+	*sum = summary{
+		steadyP50: steady.pct(0.5), steadyP99: steady.pct(0.99), steadyMax: steady.pct(1),
+		burstAll: burstRes.total, burstP50: burstRes.pct(0.5), burstP99: burstRes.pct(0.99),
+		burstTail: max(0, burstRes.total-burstRes.created),
+		burstCpAL: float64(burstRes.total) / float64(cpal),
+	}
 	if m := steady.missing + burstRes.missing; m != 0 {
 		return fmt.Errorf("%d links missing", m)
 	}
@@ -272,14 +355,20 @@ type result struct {
 	total   time.Duration   // time from the phase's start to the last link seen
 }
 
+// pct is the p-quantile of the latencies (0 if none).
+func (r result) pct(p float64) time.Duration {
+	if len(r.lat) == 0 {
+		return 0
+	}
+	return r.lat[int(float64(len(r.lat)-1)*p)]
+}
+
 func (r result) String() string {
 	if len(r.lat) == 0 {
 		return fmt.Sprintf("no links seen, missing %d", r.missing)
 	}
-	pct := func(p float64) time.Duration {
-		return r.lat[int(float64(len(r.lat)-1)*p)].Round(100 * time.Microsecond)
-	}
-	return fmt.Sprintf("latency p50 %s p99 %s max %s, missing %d", pct(0.5), pct(0.99), pct(1), r.missing)
+	pct := func(p float64) time.Duration { return r.pct(p).Round(100 * time.Microsecond) }
+	return fmt.Sprintf("latency p50 %s p90 %s p99 %s max %s, missing %d", pct(0.5), pct(0.9), pct(0.99), pct(1), r.missing)
 }
 
 // phase creates files 0..n-1 of fs through the create function it hands to

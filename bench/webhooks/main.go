@@ -2,6 +2,14 @@
 // it starts `cowbird serve` on a temporary config and data dir, sends N user
 // webhooks from C concurrent clients, and prints events/s, p50/p99 latency and
 // the number of failures (which must be 0).
+//
+//	go run ./bench/webhooks -clients 200 -n 20000
+//	go run ./bench/webhooks -bin before/cowbird,after/cowbird -rounds 3
+//
+// With several binaries (comma-separated), each round runs every binary once,
+// in turn, on a fresh data dir, and the end prints each binary's median
+// events/s and p99 and their ratios to the first binary's: on a shared
+// machine, compare binaries within one run, not across runs.
 package main
 
 import (
@@ -10,10 +18,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,15 +45,25 @@ const benchConfig = `handlers:
 func main() {
 	clients := flag.Int("clients", 200, "concurrent clients")
 	total := flag.Int("n", 20000, "webhooks to send")
-	bin := flag.String("bin", "", "cowbird binary (default: go build ./cmd/cowbird into a temp dir)")
+	bins := flag.String("bin", "", "cowbird binary, or comma-separated binaries to compare (default: go build ./cmd/cowbird into a temp dir)")
+	rounds := flag.Int("rounds", 1, "rounds; each runs every binary once")
 	flag.Parse()
-	if err := run(*bin, *clients, *total); err != nil {
+	if err := run(strings.Split(*bins, ","), *rounds, *clients, *total); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bin string, clients, total int) error {
+// result is one load run's outcome.
+type result struct {
+	rate     float64 // events/s
+	p50, p99 time.Duration
+}
+
+func run(bins []string, rounds, clients, total int) error {
+	if rounds <= 0 || clients <= 0 || total <= 0 {
+		return errors.New("-rounds, -clients and -n must be positive")
+	}
 	dir, err := os.MkdirTemp("", "cowbird-bench-")
 	if err != nil {
 		return err
@@ -51,29 +71,68 @@ func run(bin string, clients, total int) error {
 	defer os.RemoveAll(dir)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if bin, err = daemon.Build(ctx, bin, dir); err != nil {
-		return err
+	for i, bin := range bins {
+		if bins[i], err = daemon.Build(ctx, bin, dir); err != nil {
+			return err
+		}
+	}
+	results := make([][]result, len(bins))
+	for r := range rounds {
+		for i, bin := range bins {
+			res, err := load(ctx, bin, filepath.Join(dir, fmt.Sprintf("run-%d-%d", r, i)), clients, total)
+			if err != nil {
+				return fmt.Errorf("%s: %w", bin, err)
+			}
+			fmt.Printf("round %d  %s  webhooks=%d clients=%d events/s=%.0f p50=%s p99=%s failures=0\n",
+				r+1, bin, total, clients, res.rate, res.p50.Round(100*time.Microsecond), res.p99.Round(100*time.Microsecond))
+			results[i] = append(results[i], res)
+		}
+	}
+	if len(bins) == 1 {
+		return nil
+	}
+	// Medians per binary, and per-round ratios to the first binary.
+	for i, bin := range bins {
+		var rate, p99, rateRatio, p99Ratio []float64
+		for r, res := range results[i] {
+			base := results[0][r]
+			rate = append(rate, res.rate)
+			p99 = append(p99, float64(res.p99))
+			rateRatio = append(rateRatio, res.rate/base.rate)
+			p99Ratio = append(p99Ratio, float64(res.p99)/float64(base.p99))
+		}
+		fmt.Printf("median  %s  events/s=%.0f p99=%s  vs %s: events/s x%.2f, p99 x%.2f (per-round ratios, median)\n",
+			bin, daemon.Median(rate), time.Duration(daemon.Median(p99)).Round(100*time.Microsecond), bins[0], daemon.Median(rateRatio), daemon.Median(p99Ratio))
+	}
+	return nil
+}
+
+// load starts bin on a fresh data dir under dir and sends total user
+// webhooks from clients concurrent clients.
+func load(ctx context.Context, bin, dir string, clients, total int) (result, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return result{}, err
 	}
 	cfg := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(cfg, fmt.Appendf(nil, benchConfig, filepath.Join(dir, "workspaces")), 0o600); err != nil {
-		return err
+		return result{}, err
 	}
 	d, err := daemon.Start(ctx, bin, cfg, dir)
 	if err != nil {
-		return err
+		return result{}, err
 	}
 	defer d.Stop()
 	base := d.URL
 
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}, Timeout: 30 * time.Second}
+	defer client.CloseIdleConnections()
 	var next, failures atomic.Int64
 	lat := make([][]time.Duration, clients)
 	var wg sync.WaitGroup
+	noise := daemon.StartNoise()
 	start := time.Now()
 	for c := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for {
 				i := next.Add(1)
 				if i > int64(total) {
@@ -82,26 +141,27 @@ func run(bin string, clients, total int) error {
 				body := fmt.Appendf(nil, `{"event":"created","user_name":"user%d","callback_url":""}`, i)
 				t0 := time.Now()
 				resp, err := client.Post(base+"/webhooks/users", "application/json", bytes.NewReader(body))
+				if resp != nil {
+					// Read to the end, so that the connection is reused:
+					// closing an unread body closes the connection.
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
 				lat[c] = append(lat[c], time.Since(t0))
 				if err != nil || resp.StatusCode != http.StatusOK {
 					failures.Add(1)
 				}
-				if resp != nil {
-					resp.Body.Close()
-				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	fmt.Println(noise.Stop())
 	all := slices.Concat(lat...)
 	slices.Sort(all)
 	pct := func(p float64) time.Duration { return all[int(float64(len(all)-1)*p)] }
-	fmt.Printf("webhooks=%d clients=%d elapsed=%s events/s=%.0f p50=%s p99=%s failures=%d\n",
-		len(all), clients, elapsed.Round(time.Millisecond), float64(len(all))/elapsed.Seconds(),
-		pct(0.50), pct(0.99), failures.Load())
-	if failures.Load() != 0 {
-		return errors.New("some webhooks failed")
+	if n := failures.Load(); n != 0 {
+		return result{}, fmt.Errorf("%d webhooks failed", n)
 	}
-	return nil
+	return result{rate: float64(len(all)) / elapsed.Seconds(), p50: pct(0.50), p99: pct(0.99)}, nil
 }
