@@ -104,7 +104,7 @@ func (s *Server) routeTable() []route {
 		{method: http.MethodGet, path: "/metrics", name: "metrics", tag: tagAPI, summary: "Prometheus metrics.",
 			plain: true, responses: map[int]string{http.StatusOK: "Prometheus text exposition."},
 			handle: echo.WrapHandler(promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))},
-	}, append(s.actionRoutes(), s.stateRoutes()...)...)
+	}, append(append(s.actionRoutes(), s.stateRoutes()...), append(s.eventRoutes(), s.explainRoutes()...)...)...)
 }
 
 // with returns a copy of m with code set to detail.

@@ -84,6 +84,11 @@ type Options struct {
 	Auth Auth
 	// State, when set, is served to admins under GET /state/snapshot.
 	State Snapshotter
+	// Journal, when set, is shown to admins under GET /events and GET
+	// /events/{id}.
+	Journal Journal
+	// Explainer, when set, is served to admins under GET /explain.
+	Explainer Explainer
 }
 
 // Server is the HTTP server of the daemon.

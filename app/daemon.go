@@ -130,6 +130,8 @@ func (d *daemon) wire(ctx context.Context, dataDir string) error {
 		Dispatcher:      apiDispatcher{d.disp, d},
 		Actions:         d.actions,
 		State:           d.db,
+		Journal:         d.db,
+		Explainer:       explainerOf(reg),
 		Auth:            d.auth(),
 		URL:             d.settings.URL,
 		DaemonVersion:   d.version,
@@ -141,6 +143,17 @@ func (d *daemon) wire(ctx context.Context, dataDir string) error {
 		Log:             d.log.WithField("component", "api"),
 	})
 	d.srv.Metrics().MustRegister(append(d.collectors(reg), stateCollectors(d.mon, d.db)...)...)
+	return nil
+}
+
+// explainerOf is the active handler that explains WPS outputs and users
+// (FileSystem), or nil.
+func explainerOf(reg *handlers.Registry) api.Explainer {
+	for _, h := range reg.Active() {
+		if e, ok := h.(api.Explainer); ok {
+			return e
+		}
+	}
 	return nil
 }
 

@@ -151,11 +151,16 @@ func (db *DB) Append(ctx context.Context, ev handlers.Event, hs []string) (handl
 	return rec, nil
 }
 
-// Done implements handlers.Journal. It is idempotent: a handler that is not
-// pending is left as it is.
+// Done implements handlers.Journal. It is idempotent. A handler done after
+// failures (a retry, or an events.replay of a final failure) is no longer
+// listed as failed.
 func (db *DB) Done(ctx context.Context, id uint64, handler string) error {
-	err := db.settle(ctx, id, handler, func(r *record) {
+	err := db.settle(ctx, id, handler, func(r *record) bool {
+		_, failed := r.Failed[handler]
+		return failed || slices.Contains(r.Pending, handler)
+	}, func(r *record) {
 		r.Pending = slices.DeleteFunc(r.Pending, func(h string) bool { return h == handler })
+		delete(r.Failed, handler) // recovered: only final failures stay listed
 	})
 	if err != nil {
 		return fmt.Errorf("mark event %d done for %s: %w", id, handler, err)
@@ -167,7 +172,7 @@ func (db *DB) Done(ctx context.Context, id uint64, handler string) error {
 // a zero retryAt ends handler as failed, a non-zero one schedules the record's
 // next attempt. A handler that is no longer pending is left as it is.
 func (db *DB) Fail(ctx context.Context, id uint64, handler, cause string, retryAt time.Time) error {
-	err := db.settle(ctx, id, handler, func(r *record) {
+	err := db.settle(ctx, id, handler, func(r *record) bool { return slices.Contains(r.Pending, handler) }, func(r *record) {
 		if r.Failed == nil {
 			r.Failed = map[string]string{}
 		}
@@ -185,9 +190,9 @@ func (db *DB) Fail(ctx context.Context, id uint64, handler, cause string, retryA
 	return nil
 }
 
-// settle applies change to record id when handler is pending in it. It
+// settle applies change to record id when applies says it concerns handler. It
 // shares a commit (and its fsync) with concurrent journal writes.
-func (db *DB) settle(ctx context.Context, id uint64, handler string, change func(*record)) error {
+func (db *DB) settle(ctx context.Context, id uint64, handler string, applies func(*record) bool, change func(*record)) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -204,7 +209,7 @@ func (db *DB) settle(ctx context.Context, id uint64, handler string, change func
 		if err != nil {
 			return err
 		}
-		if !slices.Contains(r.Pending, handler) {
+		if !applies(&r) {
 			return nil
 		}
 		change(&r)

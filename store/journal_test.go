@@ -111,8 +111,10 @@ func TestDoneAndFail(t *testing.T) {
 			handlers.Record{Pending: []string{"a"}, Failed: map[string]string{"a": "magpie down", "c": "bad name"}, Attempts: 2, RetryAt: retryAt.UTC()}},
 		{"failure of a settled handler is a no-op", func() error { return db.Fail(ctx, rec.ID, "b", "late", noRetry) },
 			handlers.Record{Pending: []string{"a"}, Failed: map[string]string{"a": "magpie down", "c": "bad name"}, Attempts: 2, RetryAt: retryAt.UTC()}},
-		{"done a keeps its last failure", func() error { return db.Done(ctx, rec.ID, "a") },
-			handlers.Record{Failed: map[string]string{"a": "magpie down", "c": "bad name"}, Attempts: 2, RetryAt: retryAt.UTC()}},
+		{"done a forgets its recovered failure", func() error { return db.Done(ctx, rec.ID, "a") },
+			handlers.Record{Failed: map[string]string{"c": "bad name"}, Attempts: 2, RetryAt: retryAt.UTC()}},
+		{"a replay of c that succeeds clears its failure", func() error { return db.Done(ctx, rec.ID, "c") },
+			handlers.Record{Attempts: 2, RetryAt: retryAt.UTC()}},
 	}
 	for _, st := range steps {
 		if err := st.do(); err != nil {
@@ -356,7 +358,7 @@ func TestConcurrentDoneFail(t *testing.T) {
 		}
 		seen[rec.ID] = true
 		got := mustEvent(t, db, rec.ID)
-		wantFailed := map[string]string{"retried": "down", "broken": "bad"}
+		wantFailed := map[string]string{"broken": "bad"} // retried recovered
 		if len(got.Pending) != 0 || got.Attempts != 2 || !reflect.DeepEqual(got.Failed, wantFailed) {
 			t.Errorf("event %d: Pending %v, Attempts %d, Failed %v; want none, 2, %v", rec.ID, got.Pending, got.Attempts, got.Failed, wantFailed)
 		}

@@ -79,6 +79,8 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newHealthcheckCmd(),
 		newHooksCmd(),
 		newActionsCmd(), newResyncCmd(), newBackupCmd(), newRestoreCmd(),
+		newEventsCmd(),
+		newExplainCmd(),
 	)
 	return root
 }

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// explainPath is the daemon route of cowbird explain (GET, admin only).
+const explainPath = "/explain"
+
+// explanation is the daemon's answer to GET /explain.
+type explanation struct {
+	Path      string    `json:"path"`
+	User      string    `json:"user"`
+	OK        bool      `json:"ok"`
+	Fix       string    `json:"fix"`
+	Facts     []fact    `json:"facts"`
+	CheckedAt time.Time `json:"checked_at"`
+}
+
+// fact is one fact of an explanation.
+type fact struct {
+	Check  string `json:"check"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+	Fix    string `json:"fix"`
+}
+
+func newExplainCmd() *cobra.Command {
+	var user string
+	cmd := &cobra.Command{
+		Use:   "explain PATH | --user NAME",
+		Short: "Explain why a WPS output is or is not in a workspace, or how a user's workspace stands",
+		Long: "Asks the running daemon for the facts it checks now, each ok or not, with the command\n" +
+			"that fixes what is not. For a WPS output PATH (absolute, under wps_outputs_dir, as the\n" +
+			"daemon sees it): public or user data, the Magpie user and their workspace, the\n" +
+			"secure-data-proxy route that applies, the effective read permission and Magpie's reason,\n" +
+			"the expected and actual others bits, and the link with its inode. For --user NAME: the\n" +
+			"workspace, the notebooks symlink, the link root and the counts of the user's outputs\n" +
+			"linked, missing, denied and stale. It changes nothing. It needs an admin token (--token\n" +
+			"or $COWBIRD_TOKEN); --json prints the daemon's answer as it is.",
+		Args: cobra.MaximumNArgs(1),
+	}
+	d := addDaemonFlags(cmd)
+	cmd.Flags().StringVar(&user, "user", "", "explain this user instead of a path")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		path := ""
+		if len(args) == 1 {
+			path = args[0]
+		}
+		if (path == "") == (user == "") {
+			return usageError{Err: errors.New("explain: give a WPS output PATH or --user NAME (one of them)")}
+		}
+		q := url.Values{}
+		if path != "" {
+			q.Set("path", path)
+		} else {
+			q.Set("user", user)
+		}
+		raw, err := fetchExplanation(cmd.Context(), d, q)
+		if err != nil {
+			return err
+		}
+		out := cmd.OutOrStdout()
+		if d.asJSON {
+			var buf bytes.Buffer
+			if err := json.Indent(&buf, bytes.TrimSpace(raw), "", "    "); err != nil {
+				return fmt.Errorf("GET %s: decode answer: %w", explainPath, err)
+			}
+			buf.WriteByte('\n')
+			_, err := out.Write(buf.Bytes())
+			return err
+		}
+		var x explanation
+		if err := json.Unmarshal(raw, &x); err != nil {
+			return fmt.Errorf("GET %s: decode answer: %w", explainPath, err)
+		}
+		printExplanation(out, x)
+		return nil
+	}
+	return cmd
+}
+
+// fetchExplanation GETs the daemon's explanation for the query q.
+func fetchExplanation(ctx context.Context, d *daemonFlags, q url.Values) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(d.url, "/")+explainPath+"?"+q.Encode(), nil)
+	if err != nil {
+		return nil, usageError{Err: fmt.Errorf("--url: %w", err)}
+	}
+	req.Header.Set("Accept", "application/json")
+	if token := cmp.Or(d.token, os.Getenv("COWBIRD_TOKEN")); token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		var ue *url.Error // it quotes the URL, which may hold credentials
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("GET %s: %w", explainPath, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		detail := errorDetail(resp.Body)
+		switch resp.StatusCode {
+		case http.StatusBadRequest:
+			return nil, usageError{Err: fmt.Errorf("explain: %s", detail)}
+		case http.StatusNotFound:
+			return nil, fmt.Errorf("GET %s: 404: this daemon explains nothing: its FileSystem handler is not active", explainPath)
+		}
+		return nil, fmt.Errorf("GET %s: %d: %s", explainPath, resp.StatusCode, detail)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: read answer: %w", explainPath, err)
+	}
+	return body, nil
+}
+
+// printExplanation prints one fact a line, a fix under each fact that is
+// not ok, and the fix of the first at the end.
+func printExplanation(w io.Writer, x explanation) {
+	subject := x.Path
+	if x.User != "" {
+		subject = "user " + x.User
+	}
+	fmt.Fprintf(w, "%s (checked %s)\n", subject, x.CheckedAt.Format(time.RFC3339))
+	width := 0
+	for _, f := range x.Facts {
+		width = max(width, len(f.Check))
+	}
+	for _, f := range x.Facts {
+		status := "ok"
+		if !f.OK {
+			status = "FAIL"
+		}
+		fmt.Fprintf(w, "  %-4s  %-*s  %s\n", status, width, f.Check, f.Detail)
+		if !f.OK && f.Fix != "" {
+			fmt.Fprintf(w, "        %-*s  fix: %s\n", width, "", f.Fix)
+		}
+	}
+	switch {
+	case x.OK:
+		fmt.Fprintln(w, "Everything is as it should be.")
+	case x.Fix != "":
+		fmt.Fprintf(w, "Fix: %s\n", x.Fix)
+	}
+}
