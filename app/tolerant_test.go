@@ -137,3 +137,26 @@ func TestSwitchFromPythonPublishesExistingUsersShapefiles(t *testing.T) {
 	}
 	eventually(t, "alice's layer published", func() bool { return slices.Contains(gs.Layers("alice"), "rivers") })
 }
+
+// TestGeoserverWithoutMagpie: Geoserver runs without a Magpie entry, as in
+// the original: a new user gets the datastore directory and the GeoServer
+// workspace; only the Magpie permission steps fail.
+func TestGeoserverWithoutMagpie(t *testing.T) {
+	dir := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(dir, "user_workspaces", "alice"), 0o755))
+	gs := geoservertest.NewServer(t, geoservertest.Options{
+		PathMap: map[string]string{"/user_workspaces": filepath.Join(dir, "user_workspaces")},
+	})
+	cfg := filepath.Join(dir, "config.yml")
+	must(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`handlers:
+  Geoserver: {active: true, url: %s, workspace_dir: %s/user_workspaces, admin_user: %s, admin_password: %s}
+`, gs.URL(), dir, geoservertest.DefaultUser, geoservertest.DefaultPassword)), 0o600))
+	base := runDaemon(t, testOptions(t, cfg, dir))
+	if code, body := post(t, base+"/webhooks/users", `{"event": "created", "user_name": "alice", "callback_url": ""}`); code != http.StatusOK {
+		t.Fatalf("user webhook = %d %v", code, body)
+	}
+	eventually(t, "alice's GeoServer workspace", func() bool { return slices.Contains(gs.Workspaces(), "alice") })
+	if _, err := os.Stat(filepath.Join(dir, "user_workspaces/alice/shapefile_datastore")); err != nil {
+		t.Fatal(err)
+	}
+}

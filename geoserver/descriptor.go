@@ -35,9 +35,12 @@ var Descriptor = handlers.Descriptor{
 // newHandler builds the handler, its REST client and its job queue, kept in
 // the state store.
 func newHandler(_ context.Context, env handlers.Env) (handlers.Handler, error) {
-	mc, err := magpie.Shared(env)
-	if err != nil {
-		return nil, err
+	var mp Magpie = noMagpie{}
+	if mc, err := magpie.Shared(env); err == nil {
+		mp = mc
+	} else {
+		env.Log.Warn("no Magpie url and credentials: GeoServer workspaces, datastores and layers are kept, " +
+			"Magpie permissions are not synced (those steps fail)")
 	}
 	db, err := handlers.Dep[JobStore](env)
 	if err != nil {
@@ -47,7 +50,7 @@ func newHandler(_ context.Context, env handlers.Env) (handlers.Handler, error) {
 	gs := NewClient(ClientOptions{URL: env.Entry.URL, User: c.AdminUser, Password: c.AdminPassword.Reveal(),
 		HTTPClient: env.HTTPClient("geoserver"), Log: env.Log})
 	jobs := NewJobs(db, JobsOptions{Log: env.Log.WithField("component", "jobs")})
-	return New(env.Entry.WorkspaceDir, gs, mc, env.Watcher, jobs, env.Log,
+	return New(env.Entry.WorkspaceDir, gs, mp, env.Watcher, jobs, env.Log,
 		Options{AdminUID: env.Settings.AdminUID, AdminGID: env.Settings.AdminGID})
 }
 
