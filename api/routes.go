@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"fmt"
 	"net/http"
+	"slices"
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -104,7 +105,7 @@ func (s *Server) routeTable() []route {
 		{method: http.MethodGet, path: "/metrics", name: "metrics", tag: tagAPI, summary: "Prometheus metrics.",
 			plain: true, responses: map[int]string{http.StatusOK: "Prometheus text exposition."},
 			handle: echo.WrapHandler(promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))},
-	}, append(append(s.actionRoutes(), s.stateRoutes()...), append(s.eventRoutes(), s.explainRoutes()...)...)...)
+	}, slices.Concat(s.actionRoutes(), s.stateRoutes(), s.eventRoutes(), s.explainRoutes(), s.statusRoutes())...)
 }
 
 // with returns a copy of m with code set to detail.

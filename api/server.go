@@ -89,6 +89,9 @@ type Options struct {
 	Journal Journal
 	// Explainer, when set, is served to admins under GET /explain.
 	Explainer Explainer
+	// Status, when set, is served to admins under GET /status (the
+	// server sets the answer's Version and APIVersion).
+	Status func(ctx context.Context) (DaemonStatus, error)
 }
 
 // Server is the HTTP server of the daemon.

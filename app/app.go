@@ -64,7 +64,7 @@ type Options struct {
 	Settings config.Settings
 	// Demo runs on a demo tree with the Magpie and GeoServer emulators; no
 	// config path is needed. DemoDir is where to build it (a temp dir when
-	// empty).
+	// empty); an empty Settings.DataDir then puts the state in DemoDir/data.
 	Demo    bool
 	DemoDir string
 	// Listener, when set, is served instead of listening on Settings.Addr.

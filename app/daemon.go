@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,6 +43,7 @@ type daemon struct {
 	callbackClient *http.Client
 	version        string
 	ready          atomic.Bool
+	started        atomic.Value   // time.Time: when the daemon started serving
 	cleanups       []func() error // run in reverse order by close
 	// admins are the principals that see the actions the daemon starts.
 	admins []string
@@ -55,12 +57,22 @@ func build(ctx context.Context, o Options, addr *net.TCPAddr) (*daemon, error) {
 	log := logrus.NewEntry(o.Log)
 	d := &daemon{log: log, settings: s, kinds: o.Kinds, outbound: newOutboundMetrics(), version: o.Version}
 	if o.Demo {
-		demo, err := startDemo(o.DemoDir, fmt.Sprintf("http://127.0.0.1:%d", addr.Port), o.Out, log.WithField("component", "demo"))
+		demoURL := fmt.Sprintf("http://127.0.0.1:%d", addr.Port)
+		demo, err := startDemo(o.DemoDir, demoURL, o.Out, log.WithField("component", "demo"))
 		if err != nil {
 			return nil, fmt.Errorf("demo: %w", err)
 		}
 		d.cleanups = append(d.cleanups, demo.close)
 		s.ConfigPath = demo.configPath
+		// The demo's state belongs to its tree (no data dir given): a
+		// state from another tree would name watches that are not there.
+		if s.DataDir == "" {
+			s.DataDir = filepath.Join(demo.dir, "data")
+			d.settings.DataDir = s.DataDir
+		}
+		if d.settings.URL == "" {
+			d.settings.URL = demoURL // the demo knows where it listens
+		}
 	}
 	if s.ConfigPath == "" {
 		return nil, UsageError{errors.New("no configuration: give --config, set COWBIRD_CONFIG_PATH, or use --demo")}
@@ -132,6 +144,7 @@ func (d *daemon) wire(ctx context.Context, dataDir string) error {
 		State:           d.db,
 		Journal:         d.db,
 		Explainer:       explainerOf(reg),
+		Status:          d.status,
 		Auth:            d.auth(),
 		URL:             d.settings.URL,
 		DaemonVersion:   d.version,
@@ -283,6 +296,7 @@ func (d *daemon) run(ctx context.Context, ln net.Listener, ready func(addr strin
 	for name, fn := range d.services() {
 		goRun(name, fn)
 	}
+	d.started.Store(time.Now().UTC())
 	d.ready.Store(true)
 
 	httpDone := make(chan error, 1)

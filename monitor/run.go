@@ -50,6 +50,9 @@ func (m *Monitor) Run(ctx context.Context) error {
 	}()
 
 	if err := m.load(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting: nothing to report
+		}
 		return fmt.Errorf("run monitor: %w", err)
 	}
 	w := m.openWatcher()

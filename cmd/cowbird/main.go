@@ -81,6 +81,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newActionsCmd(), newResyncCmd(), newBackupCmd(), newRestoreCmd(),
 		newEventsCmd(),
 		newExplainCmd(),
+		newStatusCmd(),
 	)
 	return root
 }

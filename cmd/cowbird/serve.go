@@ -29,6 +29,9 @@ func newServeCmd() *cobra.Command {
 			defer stop()
 			log := logrus.New()
 			log.SetOutput(cmd.OutOrStdout())
+			if o.Demo && !cmd.Flags().Changed("data-dir") {
+				s.DataDir = "" // the demo keeps its state in its tree
+			}
 			o.Settings, o.Log, o.Out, o.Version = s, log, cmd.OutOrStdout(), version
 			o.Ready = func(addr string) { log.WithField("addr", addr).Info("cowbird listening") }
 			return app.Run(ctx, o)
@@ -37,6 +40,6 @@ func newServeCmd() *cobra.Command {
 	layers.BindServeFlags(cmd.Flags())
 	f := cmd.Flags()
 	f.BoolVar(&o.Demo, "demo", false, "run on a demo tree with emulated Magpie and GeoServer, no config needed")
-	f.StringVar(&o.DemoDir, "dir", "", "with --demo: where to build the demo tree (default: a temp dir)")
+	f.StringVar(&o.DemoDir, "dir", "", "with --demo: where to build the demo tree (default: a temp dir); its state goes in DIR/data unless --data-dir is given")
 	return cmd
 }

@@ -1,0 +1,166 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cowbird-go/cowbird/actions"
+)
+
+// fixedStatus answers a status with only what the daemon fills, or err.
+func fixedStatus(err error) func(context.Context) (DaemonStatus, error) {
+	return func(context.Context) (DaemonStatus, error) {
+		return DaemonStatus{Ready: true, Journal: JournalState{Events: 3}}, err
+	}
+}
+
+// TestStatusRouteAdminOnly: GET /status answers admins only (401, 403,
+// 503 as the events routes), as plain JSON with the server's versions and
+// empty lists rather than null; a status that cannot be read is a 500.
+func TestStatusRouteAdminOnly(t *testing.T) {
+	serve := func(opts Options) string {
+		opts.DaemonVersion = "9.9.9"
+		if opts.Status == nil {
+			opts.Status = fixedStatus(nil)
+		}
+		if opts.Auth.AdminTokens == nil {
+			opts.Auth.AdminTokens = map[string]string{"ops": eventsToken}
+		}
+		ts := httptest.NewServer(New(opts).Handler())
+		t.Cleanup(ts.Close)
+		return ts.URL
+	}
+	for _, path := range []string{"/status", "/cowbird/status"} {
+		url := serve(Options{Auth: Auth{Magpie: fakeMagpie{caller: actions.Caller{ID: "magpie:user:bob",
+			Groups: []string{"magpie:group:users"}}}}})
+		for _, tc := range []struct {
+			name, token, cookie string
+			want                int
+		}{
+			{"anonymous", "", "", http.StatusUnauthorized},
+			{"wrong token", "wrong", "", http.StatusUnauthorized},
+			{"magpie user", "", "c", http.StatusForbidden},
+			{"admin token", eventsToken, "", http.StatusOK},
+		} {
+			code, body := get(t, url+path, tc.token, tc.cookie)
+			if code != tc.want {
+				t.Errorf("%s %s: %d %s, want %d", path, tc.name, code, body, tc.want)
+			}
+			if code != http.StatusOK && !strings.Contains(body, `"code":`+itoa(uint64(code))) {
+				t.Errorf("%s %s: body %s lacks the code", path, tc.name, body)
+			}
+		}
+		code, body := get(t, url+path, eventsToken, "")
+		var raw map[string]any
+		if err := json.Unmarshal([]byte(body), &raw); err != nil {
+			t.Fatal(err)
+		}
+		if code != http.StatusOK || raw["version"] != "9.9.9" || raw["api_version"] != DefaultVersion || raw["ready"] != true {
+			t.Errorf("%s = %d %s", path, code, body)
+		}
+		for _, list := range []string{`"not_ready":[]`, `"handlers":[]`, `"degraded":[]`, `"actions":[]`, `"events":3`} {
+			if !strings.Contains(body, list) {
+				t.Errorf("%s: %s lacks %s", path, body, list)
+			}
+		}
+		if strings.Contains(body, `"started"`) {
+			t.Errorf("%s: a zero start time is shown: %s", path, body)
+		}
+	}
+	admin := serve(Options{Auth: Auth{Magpie: fakeMagpie{caller: actions.Caller{ID: "magpie:user:root", Groups: []string{AdminGroup}}}}})
+	if code, body := get(t, admin+"/status", "", "c"); code != http.StatusOK {
+		t.Errorf("magpie administrator: %d %s", code, body)
+	}
+	down := serve(Options{Auth: Auth{Magpie: fakeMagpie{err: errors.New("magpie: connection refused")}}})
+	if code, body := get(t, down+"/status", "", "c"); code != http.StatusServiceUnavailable {
+		t.Errorf("magpie down: %d %s, want 503", code, body)
+	}
+	narrowed := serve(Options{Auth: Auth{AdminTokens: map[string]string{"ops": eventsToken, "other": "x"},
+		RunnableBy: map[string][]string{StatusType: {"token:other"}}}})
+	if code, _ := get(t, narrowed+"/status", eventsToken, ""); code != http.StatusForbidden {
+		t.Errorf("token not in runnable_by[%s]: %d, want 403", StatusType, code)
+	}
+	broken := serve(Options{Status: fixedStatus(errors.New("database closed"))})
+	if code, body := get(t, broken+"/status", eventsToken, ""); code != http.StatusInternalServerError ||
+		!strings.Contains(body, detailStatusDown) || strings.Contains(body, "database closed") {
+		t.Errorf("unreadable status: %d %s", code, body)
+	}
+}
+
+// TestStatusRouteOnlyWithStatus: without a status source there is no
+// route; with one, /json documents it.
+func TestStatusRouteOnlyWithStatus(t *testing.T) {
+	for _, with := range []bool{true, false} {
+		opts := Options{Auth: Auth{AdminTokens: map[string]string{"ops": eventsToken}}}
+		if with {
+			opts.Status = fixedStatus(nil)
+		}
+		ts := httptest.NewServer(New(opts).Handler())
+		code, _ := get(t, ts.URL+"/status", eventsToken, "")
+		if want := map[bool]int{true: http.StatusOK, false: http.StatusNotFound}[with]; code != want {
+			t.Errorf("status source %v: GET /status = %d, want %d", with, code, want)
+		}
+		resp, err := http.Get(ts.URL + "/json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc struct {
+			Paths map[string]map[string]json.RawMessage
+		}
+		err = json.NewDecoder(resp.Body).Decode(&doc)
+		resp.Body.Close()
+		ts.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := doc.Paths["/status"]["get"]; ok != with {
+			t.Errorf("status source %v: GET /status documented = %v", with, ok)
+		}
+	}
+}
+
+// TestJournalCounts counts the seeded journal as GET /events classifies
+// it, also when the scan takes several pages.
+func TestJournalCounts(t *testing.T) {
+	db := openStore(t)
+	j := seedJournal(t, db)
+	recs, err := db.Events(t.Context(), 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	received := map[uint64]time.Time{}
+	for _, r := range recs {
+		received[r.ID] = r.Received.UTC()
+	}
+	for _, page := range []int{500, 1, 3} {
+		saved := eventScanPage
+		eventScanPage = page
+		before := time.Now().UTC()
+		st, err := JournalCounts(t.Context(), db)
+		eventScanPage = saved
+		if err != nil {
+			t.Fatal(err)
+		}
+		// failed: alice's user_created; pending: the retry (in an hour) and
+		// the group event, never tried, so due now.
+		if st.Events != 4 || st.Failed != 1 || st.LastFailed != j.failed || st.Pending != 2 {
+			t.Errorf("page %d: counts = %+v", page, st)
+		}
+		if st.OldestPending == nil || !st.OldestPending.Equal(received[j.retry]) {
+			t.Errorf("page %d: oldest pending = %v, want %v", page, st.OldestPending, received[j.retry])
+		}
+		if st.NextRetry == nil || st.NextRetry.Before(before) || st.NextRetry.After(time.Now()) {
+			t.Errorf("page %d: next retry = %v, want now (the group event is due)", page, st.NextRetry)
+		}
+	}
+	empty, err := JournalCounts(t.Context(), openStore(t))
+	if err != nil || empty != (JournalState{}) {
+		t.Errorf("empty journal = %+v, %v", empty, err)
+	}
+}

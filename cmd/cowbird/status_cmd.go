@@ -1,0 +1,249 @@
+package main
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cowbird-go/cowbird/actions"
+	"github.com/cowbird-go/cowbird/api"
+)
+
+// errNotReady is the error (exit code 1) of cowbird status when the daemon
+// answers but is not ready.
+var errNotReady = errors.New("the daemon is not ready")
+
+func newStatusCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show a running daemon's state on one screen",
+		Long: "Asks the running daemon (GET /status) for its state now: its version and uptime, whether it\n" +
+			"is ready and why not, each handler's state, the event journal's backlog and failed events,\n" +
+			"the reconciles since start and the last reconcile action with its figures, the inotify\n" +
+			"watches used against fs.inotify.max_user_watches and the degraded ones, and the actions\n" +
+			"running. Where something needs a look, it names the command that shows more.\n" +
+			"It needs an admin token (--token or $COWBIRD_TOKEN); --json prints the daemon's answer.\n" +
+			"Exit code 0 when the daemon is ready, 1 when it is not (the status is printed first) or\n" +
+			"cannot be asked, 2 for a usage error.",
+		Args: cobra.NoArgs,
+	}
+	d := addDaemonFlags(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		raw, err := fetchStatus(cmd.Context(), d)
+		if err != nil {
+			return err
+		}
+		var st api.DaemonStatus
+		if err := json.Unmarshal(raw, &st); err != nil {
+			return fmt.Errorf("GET %s: decode answer: %w", api.StatusPath, err)
+		}
+		out := cmd.OutOrStdout()
+		if d.asJSON {
+			var buf bytes.Buffer
+			if err := json.Indent(&buf, bytes.TrimSpace(raw), "", "    "); err != nil {
+				return fmt.Errorf("GET %s: decode answer: %w", api.StatusPath, err)
+			}
+			buf.WriteByte('\n')
+			if _, err := out.Write(buf.Bytes()); err != nil {
+				return err
+			}
+		} else {
+			urlFlag := ""
+			if cmd.Flags().Changed("url") {
+				urlFlag = " --url " + shellQuote(d.url)
+			}
+			printDaemonStatus(out, st, urlFlag)
+		}
+		if !st.Ready {
+			return errNotReady
+		}
+		return nil
+	}
+	return cmd
+}
+
+// fetchStatus GETs the daemon's status.
+func fetchStatus(ctx context.Context, d *daemonFlags) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(d.url, "/")+api.StatusPath, nil)
+	if err != nil {
+		return nil, usageError{Err: fmt.Errorf("--url: %w", err)}
+	}
+	req.Header.Set("Accept", "application/json")
+	if token := cmp.Or(d.token, os.Getenv("COWBIRD_TOKEN")); token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		var ue *url.Error // it quotes the URL, which may hold credentials
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("GET %s: %w", api.StatusPath, err)
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusUnauthorized:
+		return nil, fmt.Errorf("GET %s: 401: %s (give an admin token with --token or $COWBIRD_TOKEN)", api.StatusPath, errorDetail(resp.Body))
+	case http.StatusNotFound:
+		return nil, fmt.Errorf("GET %s: 404: this daemon has no status route (a version before cowbird status?)", api.StatusPath)
+	default:
+		return nil, fmt.Errorf("GET %s: %d: %s", api.StatusPath, resp.StatusCode, errorDetail(resp.Body))
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: read answer: %w", api.StatusPath, err)
+	}
+	return body, nil
+}
+
+// statusIndent is the width of the labels of printDaemonStatus.
+const statusIndent = 12
+
+// printDaemonStatus prints st on one screen: a line per topic, details
+// indented under it, and the command to run where something needs a look
+// (urlFlag is appended to those commands).
+func printDaemonStatus(w io.Writer, st api.DaemonStatus, urlFlag string) {
+	line := func(label, format string, args ...any) {
+		fmt.Fprintf(w, "%-*s%s\n", statusIndent, label, fmt.Sprintf(format, args...))
+	}
+	more := func(format string, args ...any) { line("", "  "+format, args...) }
+
+	head := fmt.Sprintf("cowbird %s (Cowbird API %s)", cmp.Or(st.Version, "unknown"), cmp.Or(st.APIVersion, "unknown"))
+	if !st.Started.IsZero() {
+		head += fmt.Sprintf(", up %s since %s", st.CheckedAt.Sub(st.Started).Round(time.Second), st.Started.Format(time.RFC3339))
+	}
+	fmt.Fprintf(w, "%s, checked %s\n", head, st.CheckedAt.Format(time.RFC3339))
+
+	if st.Ready {
+		line("ready:", "yes")
+	} else {
+		line("ready:", "NO")
+		for _, r := range st.NotReady {
+			more("%s", r)
+		}
+	}
+
+	nameWidth := 0
+	for _, h := range st.Handlers {
+		nameWidth = max(nameWidth, len(h.Name))
+	}
+	for i, h := range st.Handlers {
+		label := ""
+		if i == 0 {
+			label = "handlers:"
+		}
+		state := h.State
+		if h.Error != "" {
+			state += ": " + h.Error
+		}
+		if h.Detail != "" {
+			state += "; " + h.Detail
+		}
+		line(label, "%-*s  %s", nameWidth, h.Name, state)
+	}
+	if len(st.Handlers) == 0 {
+		line("handlers:", "none configured")
+	}
+
+	j := st.Journal
+	line("journal:", "%s kept, %d pending, %d failed", plural(j.Events, "event"), j.Pending, j.Failed)
+	if j.Pending > 0 {
+		detail := ""
+		if j.OldestPending != nil {
+			detail = "oldest received " + j.OldestPending.Format(time.RFC3339)
+		}
+		if j.NextRetry != nil {
+			detail = strings.TrimPrefix(detail+", next retry "+j.NextRetry.Format(time.RFC3339), ", ")
+		}
+		if detail != "" {
+			more("pending: %s", detail)
+		}
+		more("see: cowbird events list --pending%s", urlFlag)
+	}
+	if j.Failed > 0 {
+		more("newest failed: event %d; see: cowbird events list --failed%s, cowbird events show %d%s",
+			j.LastFailed, urlFlag, j.LastFailed, urlFlag)
+	}
+
+	r := st.Reconcile
+	switch {
+	case r.RunsOK < 0:
+		line("reconcile:", "no FileSystem handler")
+	default:
+		line("reconcile:", "%d ok, %d failed since start (start-up, overflow, resync, periodic)", r.RunsOK, r.RunsFailed)
+	}
+	if l := r.Last; l != nil {
+		who := l.Type
+		if l.Type == resyncType {
+			who += " " + l.Handler
+		}
+		if l.Label != "" {
+			who += " " + strconv.Quote(l.Label)
+		}
+		more("last action: %s %s %s, in %s, id %s", who, l.Status, l.Completed.Format(time.RFC3339),
+			l.Completed.Sub(l.Started).Round(time.Millisecond), l.ActionID)
+		if f := l.Figures; f != nil {
+			more("  %s; links %d created, %d replaced, %d removed; %d modes fixed; dirs %d created, %d removed; %d skipped, %d failed",
+				plural(f.Sources, "source"), f.LinksCreated, f.LinksReplaced, f.LinksRemoved, f.ModesFixed, f.DirsCreated, f.DirsRemoved, f.Skipped, f.Failed)
+		}
+		if l.Status == actions.Failed {
+			more("  %s; see: cowbird actions log %s%s", cmp.Or(l.Error, "failed"), l.ActionID, urlFlag)
+		}
+	} else if r.RunsOK >= 0 {
+		more("last action: none kept")
+	}
+
+	ws := st.Watches
+	budget := "limit unknown"
+	if ws.MaxWatches > 0 {
+		pct := 100 * float64(ws.Watches) / float64(ws.MaxWatches)
+		budget = fmt.Sprintf("of %d (%.1f %%", ws.MaxWatches, pct)
+		if pct >= 80 {
+			budget += ", above 80 %: raise fs.inotify.max_user_watches, see docs/operations.md"
+		}
+		budget += ")"
+	}
+	line("watches:", "%d %s, %d degraded, %d overflows, %d refused at the limit",
+		ws.Watches, budget, len(ws.Degraded), ws.Overflows, ws.LimitErrors)
+	for _, dg := range ws.Degraded {
+		more("%s %s: %s (since %s, %s; retried every 30 s)", dg.Handler, dg.Path, dg.Error,
+			dg.Since.Format(time.RFC3339), plural(dg.Failures, "failure"))
+	}
+
+	if len(st.Actions) == 0 {
+		line("actions:", "none running")
+		return
+	}
+	line("actions:", "%d running or waiting", len(st.Actions))
+	for _, a := range st.Actions {
+		what := a.Type
+		if a.Label != "" {
+			what += " " + strconv.Quote(a.Label)
+		}
+		more("%s  %s  %s  %s, started %s by %s", a.ActionID, what, a.Status, cmp.Or(a.DisplayStatus, "-"),
+			a.Started.Format(time.RFC3339), a.Creator)
+	}
+}
+
+// plural is n and noun, with an s unless n is 1.
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
+}
