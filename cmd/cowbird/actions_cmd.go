@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -49,6 +51,42 @@ func (d *daemonFlags) runE(fn func(*cobra.Command, []string, *actions.Client) er
 		}
 		return err
 	}
+}
+
+// get GETs path?q from the daemon with the token: the body (up to 16 MiB)
+// of a 200, else the error detail of the answer, and the status code.
+func (d *daemonFlags) get(ctx context.Context, path string, q url.Values) ([]byte, int, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	target := strings.TrimRight(d.url, "/") + path
+	if len(q) > 0 {
+		target += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		return nil, 0, usageError{Err: fmt.Errorf("--url: %w", err)}
+	}
+	req.Header.Set("Accept", "application/json")
+	if token := cmp.Or(d.token, os.Getenv("COWBIRD_TOKEN")); token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		var ue *url.Error // it quotes the URL, which may hold credentials
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, 0, fmt.Errorf("GET %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return []byte(errorDetail(resp.Body)), resp.StatusCode, nil
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, 0, fmt.Errorf("GET %s: read answer: %w", path, err)
+	}
+	return body, resp.StatusCode, nil
 }
 
 // show returns err, or prints v: as indented JSON with --json, else with

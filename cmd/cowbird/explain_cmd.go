@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,8 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -95,38 +92,16 @@ func newExplainCmd() *cobra.Command {
 
 // fetchExplanation GETs the daemon's explanation for the query q.
 func fetchExplanation(ctx context.Context, d *daemonFlags, q url.Values) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, d.timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(d.url, "/")+explainPath+"?"+q.Encode(), nil)
-	if err != nil {
-		return nil, usageError{Err: fmt.Errorf("--url: %w", err)}
-	}
-	req.Header.Set("Accept", "application/json")
-	if token := cmp.Or(d.token, os.Getenv("COWBIRD_TOKEN")); token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		var ue *url.Error // it quotes the URL, which may hold credentials
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return nil, fmt.Errorf("GET %s: %w", explainPath, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		detail := errorDetail(resp.Body)
-		switch resp.StatusCode {
-		case http.StatusBadRequest:
-			return nil, usageError{Err: fmt.Errorf("explain: %s", detail)}
-		case http.StatusNotFound:
-			return nil, fmt.Errorf("GET %s: 404: this daemon explains nothing: its FileSystem handler is not active", explainPath)
-		}
-		return nil, fmt.Errorf("GET %s: %d: %s", explainPath, resp.StatusCode, detail)
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return nil, fmt.Errorf("GET %s: read answer: %w", explainPath, err)
+	body, code, err := d.get(ctx, explainPath, q)
+	switch {
+	case err != nil:
+		return nil, err
+	case code == http.StatusBadRequest:
+		return nil, usageError{Err: fmt.Errorf("explain: %s", body)}
+	case code == http.StatusNotFound:
+		return nil, fmt.Errorf("GET %s: 404: this daemon explains nothing: its FileSystem handler is not active", explainPath)
+	case code != http.StatusOK:
+		return nil, fmt.Errorf("GET %s: %d: %s", explainPath, code, body)
 	}
 	return body, nil
 }

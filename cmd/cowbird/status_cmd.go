@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -76,37 +74,16 @@ func newStatusCmd() *cobra.Command {
 
 // fetchStatus GETs the daemon's status.
 func fetchStatus(ctx context.Context, d *daemonFlags) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, d.timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(d.url, "/")+api.StatusPath, nil)
-	if err != nil {
-		return nil, usageError{Err: fmt.Errorf("--url: %w", err)}
-	}
-	req.Header.Set("Accept", "application/json")
-	if token := cmp.Or(d.token, os.Getenv("COWBIRD_TOKEN")); token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		var ue *url.Error // it quotes the URL, which may hold credentials
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return nil, fmt.Errorf("GET %s: %w", api.StatusPath, err)
-	}
-	defer resp.Body.Close()
-	switch resp.StatusCode {
-	case http.StatusOK:
-	case http.StatusUnauthorized:
-		return nil, fmt.Errorf("GET %s: 401: %s (give an admin token with --token or $COWBIRD_TOKEN)", api.StatusPath, errorDetail(resp.Body))
-	case http.StatusNotFound:
+	body, code, err := d.get(ctx, api.StatusPath, nil)
+	switch {
+	case err != nil:
+		return nil, err
+	case code == http.StatusUnauthorized:
+		return nil, fmt.Errorf("GET %s: 401: %s (give an admin token with --token or $COWBIRD_TOKEN)", api.StatusPath, body)
+	case code == http.StatusNotFound:
 		return nil, fmt.Errorf("GET %s: 404: this daemon has no status route (a version before cowbird status?)", api.StatusPath)
-	default:
-		return nil, fmt.Errorf("GET %s: %d: %s", api.StatusPath, resp.StatusCode, errorDetail(resp.Body))
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return nil, fmt.Errorf("GET %s: read answer: %w", api.StatusPath, err)
+	case code != http.StatusOK:
+		return nil, fmt.Errorf("GET %s: %d: %s", api.StatusPath, code, body)
 	}
 	return body, nil
 }
