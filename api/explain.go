@@ -7,6 +7,9 @@ import (
 	"net/http"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/cowbird-go/cowbird/actions"
+	"github.com/cowbird-go/cowbird/handlers"
 )
 
 // ExplainType is the name under which Auth.RunnableBy lists who may call
@@ -14,14 +17,23 @@ import (
 const ExplainType = "explain"
 
 // Explainer tells why a WPS output is (not) in a workspace, or how a
-// user's workspace stands, from facts checked at the time of the call; the
-// FileSystem handler implements it.
+// user's workspace stands, from facts checked at the time of the call. The
+// daemon composes it from the handlers that explain (FileSystem: files,
+// links, Magpie's read permission; Geoserver: workspace, datastore,
+// layers, modes against permissions) and from its journal, actions and
+// monitor; it explains whatever handlers are active, so a cowbird daemon
+// always serves GET /explain.
 type Explainer interface {
 	// Explain explains the WPS output path (absolute) or, when path is "",
 	// the user; exactly one is given. The result is served as JSON. An
 	// error wrapping fs.ErrInvalid is the caller's (400).
 	Explain(ctx context.Context, path, user string) (any, error)
 }
+
+// EventView is a journaled event as GET /events/{id} shows it: its status,
+// each handler's outcome, secrets masked, and the events.replay action of
+// its failed handlers; explanations quote it.
+func EventView(rec handlers.Record) actions.JournalEvent { return eventView(rec, true) }
 
 // explainRoutes is GET /explain when the server has an Explainer.
 func (s *Server) explainRoutes() []route {
@@ -30,7 +42,9 @@ func (s *Server) explainRoutes() []route {
 	}
 	return []route{{method: http.MethodGet, path: "/explain", name: "explain", tag: tagAPI,
 		summary: "Why a WPS output is or is not in a workspace (?path=ABSOLUTE_PATH), or how a user's workspace, " +
-			"notebooks symlink and outputs stand (?user=NAME): the facts checked now, each {check, ok, detail, fix} (cowbird explain).",
+			"notebooks symlink, outputs, GeoServer workspace, datastore and layers stand (?user=NAME), with the watches, " +
+			"the pending or failed events and the last reconcile that concern them: the facts checked now, " +
+			"each {check, ok, detail, fix} (cowbird explain).",
 		plain: true,
 		responses: map[int]string{http.StatusOK: "The explanation: {path|user, ok, fix, facts, checked_at}.",
 			http.StatusBadRequest:   "Neither or both of path and user, a path outside wps_outputs_dir, or an unusable user name.",

@@ -10,7 +10,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
+
+	"github.com/cowbird-go/cowbird/actions"
+	"github.com/cowbird-go/cowbird/handlers"
 )
 
 // fakeExplainer answers with the arguments it was given, refuses paths
@@ -85,8 +89,8 @@ func TestExplainRoute(t *testing.T) {
 	}
 }
 
-// TestExplainRouteOnlyWithExplainer: without a FileSystem handler the
-// route does not exist.
+// TestExplainRouteOnlyWithExplainer: a server given no Explainer has no
+// route (a cowbird daemon always gives one, whatever handlers are active).
 func TestExplainRouteOnlyWithExplainer(t *testing.T) {
 	ts := httptest.NewServer(New(Options{Auth: Auth{AdminTokens: map[string]string{"ops": "s3cret"}}}).Handler())
 	t.Cleanup(ts.Close)
@@ -99,5 +103,24 @@ func TestExplainRouteOnlyWithExplainer(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("GET /explain without an explainer = %d, want 404", resp.StatusCode)
+	}
+}
+
+// TestEventView: the view explanations quote is GET /events/{id}'s: the
+// status, each handler's outcome with its error masked, and the replay of
+// the failed handlers.
+func TestEventView(t *testing.T) {
+	cb := "https://magpie.example/tmp/0123456789abcdef?token=s3cr3tvalue"
+	v := EventView(handlers.Record{ID: 7, Event: handlers.UserEvent{Action: handlers.Created, UserName: "alice", CallbackURL: cb},
+		Pending: []string{"Geoserver"}, Failed: map[string]string{"FileSystem": "calling " + cb + ": refused", "Geoserver": "down"},
+		Attempts: 2})
+	if v.ID != 7 || v.Status != actions.EventFailed || v.User != "alice" || v.Attempts != 2 || len(v.Handlers) != 2 ||
+		v.Handlers[0] != (actions.HandlerOutcome{Handler: "Geoserver", Outcome: actions.EventPending, Error: "down"}) ||
+		v.Handlers[1].Handler != "FileSystem" || v.Handlers[1].Outcome != actions.EventFailed ||
+		strings.Contains(v.Handlers[1].Error, "s3cr3tvalue") || !strings.Contains(v.Handlers[1].Error, "https://magpie.example/") {
+		t.Errorf("view = %+v", v)
+	}
+	if v.Replay == nil || v.Replay.Body.EventID != 7 || len(v.Replay.Body.Handlers) != 1 || v.Replay.Body.Handlers[0] != "FileSystem" {
+		t.Errorf("replay = %+v", v.Replay)
 	}
 }

@@ -143,7 +143,7 @@ func (d *daemon) wire(ctx context.Context, dataDir string) error {
 		Actions:         d.actions,
 		State:           d.db,
 		Journal:         d.db,
-		Explainer:       explainerOf(reg),
+		Explainer:       explainerOf(d), // composed from the active handlers (explain.go)
 		Status:          d.status,
 		Auth:            d.auth(),
 		URL:             d.settings.URL,
@@ -156,17 +156,6 @@ func (d *daemon) wire(ctx context.Context, dataDir string) error {
 		Log:             d.log.WithField("component", "api"),
 	})
 	d.srv.Metrics().MustRegister(append(d.collectors(reg), stateCollectors(d.mon, d.db)...)...)
-	return nil
-}
-
-// explainerOf is the active handler that explains WPS outputs and users
-// (FileSystem), or nil.
-func explainerOf(reg *handlers.Registry) api.Explainer {
-	for _, h := range reg.Active() {
-		if e, ok := h.(api.Explainer); ok {
-			return e
-		}
-	}
 	return nil
 }
 

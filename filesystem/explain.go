@@ -20,28 +20,17 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
+	"github.com/cowbird-go/cowbird/handlers"
 	"github.com/cowbird-go/cowbird/magpie"
 	"github.com/cowbird-go/cowbird/safefs"
 )
 
-// Fact is one thing Explain checked, when it was called: an lstat, a
-// readlink or a Magpie answer, never a guess.
-type Fact struct {
-	// Check names what was checked: source, owner, magpie user, workspace,
-	// public copy, service, route, read permission, others bits, link, link
-	// directories (for a path); magpie user, workspace, notebooks, link root,
-	// outputs, denied outputs, modes, stale links (for a user); magpie when
-	// Magpie did not answer.
-	Check string `json:"check"`
-	// OK is false when this is why the user does not get the file, or when
-	// the disk differs from what the handler wants.
-	OK bool `json:"ok"`
-	// Detail says what was found.
-	Detail string `json:"detail"`
-	// Fix, on a fact that is not OK, is what repairs it: a command when
-	// cowbird can, else what to do instead.
-	Fix string `json:"fix,omitempty"`
-}
+// Fact is one thing Explain checked. Its Check is one of: source, owner,
+// magpie user, workspace, public copy, service, route, read permission,
+// others bits, link, link directories (for a path); magpie user,
+// workspace, notebooks, link root, outputs, denied outputs, modes, stale
+// links (for a user); magpie when Magpie did not answer.
+type Fact = handlers.Fact
 
 // Explanation is the chain of facts that decides what a user sees of a WPS
 // output, or of a user's workspace.

@@ -44,10 +44,15 @@ func newExplainCmd() *cobra.Command {
 			"that fixes what is not. For a WPS output PATH (absolute, under wps_outputs_dir, as the\n" +
 			"daemon sees it): public or user data, the Magpie user and their workspace, the\n" +
 			"secure-data-proxy route that applies, the effective read permission and Magpie's reason,\n" +
-			"the expected and actual others bits, and the link with its inode. For --user NAME: the\n" +
-			"workspace, the notebooks symlink, the link root and the counts of the user's outputs\n" +
-			"linked, missing, denied and stale. It changes nothing. It needs an admin token (--token\n" +
-			"or $COWBIRD_TOKEN); --json prints the daemon's answer as it is.",
+			"the expected and actual others bits, the link with its inode, the watch its file events\n" +
+			"go through, the pending or failed events that touch it and the last reconcile that\n" +
+			"covered it. For --user NAME: the workspace, the notebooks symlink, the link root and the\n" +
+			"counts of the user's outputs linked, missing, denied and stale; the datastore directory,\n" +
+			"the GeoServer workspace, datastore and layers, the others bits of the directory and of\n" +
+			"each .shp against the user's Magpie permissions, the GeoServer jobs; the watches of the\n" +
+			"user's directories, the user's pending or failed events and the last reconcile that\n" +
+			"covered them. Facts come from the active handlers only. It changes nothing. It needs an\n" +
+			"admin token (--token or $COWBIRD_TOKEN); --json prints the daemon's answer as it is.",
 		Args: cobra.MaximumNArgs(1),
 	}
 	d := addDaemonFlags(cmd)
@@ -99,7 +104,7 @@ func fetchExplanation(ctx context.Context, d *daemonFlags, q url.Values) ([]byte
 	case code == http.StatusBadRequest:
 		return nil, usageError{Err: fmt.Errorf("explain: %s", body)}
 	case code == http.StatusNotFound:
-		return nil, fmt.Errorf("GET %s: 404: this daemon explains nothing: its FileSystem handler is not active", explainPath)
+		return nil, fmt.Errorf("GET %s: 404: this daemon has no %[1]s route (an older cowbird serves it only with an active FileSystem handler)", explainPath)
 	case code != http.StatusOK:
 		return nil, fmt.Errorf("GET %s: %d: %s", explainPath, code, body)
 	}

@@ -169,8 +169,21 @@ func TestExplainCommand(t *testing.T) {
 	if code, out, errOut := x.cli(t, "resync", "FileSystem", "--user", "alice", "--wait", "--interval", "10ms"); code != exitOK {
 		t.Fatalf("the fix = %d %s %s", code, out, errOut)
 	}
-	if code, out, _ := x.cli(t, "explain", x.readable); code != exitOK || !strings.HasSuffix(out, "Everything is as it should be.\n") {
+	code, out, _ = x.cli(t, "explain", x.readable)
+	if code != exitOK || !strings.HasSuffix(out, "Everything is as it should be.\n") {
 		t.Errorf("after the fix = %d:\n%s", code, out)
+	}
+	// The daemon's own facts: the watch, the events, the reconcile.
+	for _, want := range []string{
+		"  ok    watch             FileSystem watches " + filepath.Join(x.dir, "wpsoutputs") + " (its tree): file events reach it\n",
+		"  ok    events            no pending or failed event touches it among the 0 kept in the journal (user events of alice; " +
+			"permission events of alice or their groups (anonymous, users) on /secure-data-proxy/wps_outputs/weaver/users/",
+		"  ok    last reconcile    handler.resync FileSystem \"resync FileSystem\" (users alice) SUCCEEDED ",
+		"it covered it (1 link created, 0 removed, 0 modes fixed, 0 failed); since start 2 FileSystem reconciles ok, 0 failed",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("explain output lacks %q:\n%s", want, out)
+		}
 	}
 
 	code, out, _ = x.cli(t, "explain", x.deny, "--json")
@@ -201,7 +214,7 @@ func TestExplainCommand(t *testing.T) {
 }
 
 // TestExplainCommandErrors: usage errors exit 2 (a path the daemon refuses
-// too), a missing token and a daemon without FileSystem exit 1.
+// too), a missing token and a server without the route exit 1.
 func TestExplainCommandErrors(t *testing.T) {
 	x := startExplainDaemon(t)
 	for _, args := range [][]string{{"explain"}, {"explain", x.readable, "--user", "alice"}, {"explain", "a", "b"}} {
@@ -221,7 +234,7 @@ func TestExplainCommandErrors(t *testing.T) {
 	ts := httptest.NewServer(api.New(api.Options{Auth: api.Auth{AdminTokens: map[string]string{"cli": cliToken}}}).Handler())
 	t.Cleanup(ts.Close)
 	code, _, errOut = runCLI(t, "explain", "--user", "alice", "--url", ts.URL, "--token", cliToken)
-	if code != exitFailure || !strings.Contains(errOut, "FileSystem handler is not active") {
+	if code != exitFailure || !strings.Contains(errOut, "404: this daemon has no /explain route") {
 		t.Errorf("no FileSystem handler = %d %q", code, errOut)
 	}
 }

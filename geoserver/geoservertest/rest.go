@@ -139,6 +139,91 @@ func (s *Server) routes() {
 	s.handle(RouteConfigureDatastore, "PUT "+rest+"/{ws}/datastores/{ds}", s.configureDatastore)
 	s.handle(RoutePublishFeatureType, "POST "+rest+"/{ws}/datastores/{ds}/featuretypes", s.publishFeatureType)
 	s.handle(RouteDeleteFeatureType, "DELETE "+rest+"/{ws}/datastores/{ds}/featuretypes/{ft}", s.deleteFeatureType)
+	s.handle(RouteGetWorkspace, "GET "+rest+"/{ws}", s.getWorkspace)
+	s.handle(RouteGetDatastore, "GET "+rest+"/{ws}/datastores/{ds}", s.getDatastore)
+	s.handle(RouteListFeatureTypes, "GET "+rest+"/{ws}/datastores/{ds}/featuretypes", s.listFeatureTypes)
+	s.handle(RouteListLayers, "GET "+rest+"/{ws}/layers", s.listLayers)
+}
+
+// getWorkspace answers GET /rest/workspaces/{ws} in JSON, as GeoServer does.
+func (s *Server) getWorkspace(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("ws")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ws := s.workspaces[name]
+	if ws == nil {
+		plain(w, http.StatusNotFound, "No such workspace: '"+name+"' found")
+		return
+	}
+	writeJSON(w, map[string]any{"workspace": map[string]any{"name": name, "isolated": ws.isolated}})
+}
+
+// getDatastore answers GET /rest/workspaces/{ws}/datastores/{ds} in JSON,
+// its connection parameters as XStream entries.
+func (s *Server) getDatastore(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.pathStore(w, r, "No such datastore: ")
+	if st == nil {
+		return
+	}
+	params := make([]map[string]string, len(st.Params))
+	for i, p := range st.Params {
+		params[i] = map[string]string{"@key": p.Key, "$": p.Value}
+	}
+	writeJSON(w, map[string]any{"dataStore": map[string]any{
+		"name": st.Name, "type": st.Type, "enabled": st.Enabled,
+		"workspace":            map[string]any{"name": r.PathValue("ws")},
+		"connectionParameters": map[string]any{"entry": params},
+	}})
+}
+
+// listFeatureTypes answers GET .../featuretypes: the published feature
+// types of the data store.
+func (s *Server) listFeatureTypes(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.pathStore(w, r, "No such data store: ")
+	if st == nil {
+		return
+	}
+	writeJSON(w, map[string]any{"featureTypes": namedList("featureType", sortedKeys(st.types))})
+}
+
+// listLayers answers GET /rest/workspaces/{ws}/layers.
+func (s *Server) listLayers(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("ws")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ws := s.workspaces[name]
+	if ws == nil {
+		plain(w, http.StatusNotFound, "No such workspace: '"+name+"' found")
+		return
+	}
+	writeJSON(w, map[string]any{"layers": namedList("layer", sortedKeys(ws.layers))})
+}
+
+// namedList is a GeoServer listing in XStream's JSON: "" when empty, an
+// object (not a list) for one element, else a list.
+func namedList(key string, names []string) any {
+	items := make([]map[string]string, len(names))
+	for i, n := range names {
+		items[i] = map[string]string{"name": n}
+	}
+	switch len(items) {
+	case 0:
+		return ""
+	case 1:
+		return map[string]any{key: items[0]}
+	}
+	return map[string]any{key: items}
+}
+
+// writeJSON answers 200 with v in JSON.
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_ = json.NewEncoder(w).Encode(v)
 }
 
 func (s *Server) createWorkspace(w http.ResponseWriter, r *http.Request) {

@@ -54,6 +54,11 @@ const (
 	RouteConfigureDatastore Route = "PUT /rest/workspaces/{ws}/datastores/{ds}"
 	RoutePublishFeatureType Route = "POST /rest/workspaces/{ws}/datastores/{ds}/featuretypes"
 	RouteDeleteFeatureType  Route = "DELETE /rest/workspaces/{ws}/datastores/{ds}/featuretypes/{ft}"
+	// The read-only routes (cowbird explain).
+	RouteGetWorkspace     Route = "GET /rest/workspaces/{ws}"
+	RouteGetDatastore     Route = "GET /rest/workspaces/{ws}/datastores/{ds}"
+	RouteListFeatureTypes Route = "GET /rest/workspaces/{ws}/datastores/{ds}/featuretypes"
+	RouteListLayers       Route = "GET /rest/workspaces/{ws}/layers"
 )
 
 // Fault changes how a route answers.

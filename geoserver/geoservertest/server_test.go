@@ -255,3 +255,27 @@ func TestBadOptions(t *testing.T) {
 	}()
 	New(Options{DuplicateWorkspaceStatus: 500})
 }
+
+// TestReads: the read-only routes answer GeoServer's JSON (an empty list
+// as "", one element as an object) and its 404s.
+func TestReads(t *testing.T) {
+	s := NewServer(t, Options{})
+	call(t, s, http.MethodGet, "/rest/workspaces/alice", "").check(t, 404, "text/plain", "No such workspace: 'alice' found")
+	call(t, s, http.MethodGet, "/rest/workspaces/alice/layers", "").check(t, 404, "text/plain", "No such workspace")
+	call(t, s, http.MethodPost, "/rest/workspaces", wsBody).check(t, 201, "text/plain", "alice")
+	call(t, s, http.MethodGet, "/rest/workspaces/alice", "").check(t, 200, "application/json", `{"workspace":{"isolated":true,"name":"alice"}}`)
+	call(t, s, http.MethodGet, dsPath, "").check(t, 404, "text/plain", "No such datastore: alice,ds")
+	call(t, s, http.MethodGet, dsPath+"/featuretypes", "").check(t, 404, "text/plain", "No such data store: alice,ds")
+	call(t, s, http.MethodGet, "/rest/workspaces/alice/layers", "").check(t, 200, "application/json", `{"layers":""}`)
+	call(t, s, http.MethodPost, "/rest/workspaces/alice/datastores", dsBody).check(t, 201, "text/plain", "ds")
+	call(t, s, http.MethodPut, dsPath, dsConf).check(t, 200, "", "")
+	call(t, s, http.MethodGet, dsPath, "").check(t, 200, "application/json",
+		`"connectionParameters":{"entry":[{"$":"file:///user_workspaces/alice/shapefile_datastore","@key":"url"}]}`)
+	call(t, s, http.MethodGet, dsPath+"/featuretypes", "").check(t, 200, "application/json", `{"featureTypes":""}`)
+	call(t, s, http.MethodPost, dsPath+"/featuretypes", ftBody).check(t, 201, "text/plain", "")
+	call(t, s, http.MethodGet, dsPath+"/featuretypes", "").check(t, 200, "application/json", `{"featureTypes":{"featureType":{"name":"roads"}}}`)
+	call(t, s, http.MethodPost, dsPath+"/featuretypes", strings.Replace(ftBody, "roads", "lakes", 1)).check(t, 201, "text/plain", "")
+	call(t, s, http.MethodGet, "/rest/workspaces/alice/layers", "").check(t, 200, "application/json",
+		`{"layers":{"layer":[{"name":"lakes"},{"name":"roads"}]}}`)
+	call(t, s, http.MethodGet, "/rest/workspaces/alice", "", true).check(t, 401, "text/html", "")
+}
