@@ -58,7 +58,8 @@ func (d *daemon) actionTypes() []actions.Type {
 			InputSchema: json.RawMessage(`{"type": "object", "required": ["handler"], "additionalProperties": false,
 				"properties": {"handler": {"type": "string", "minLength": 1},
 					"users": {"type": "array", "items": {"type": "string", "minLength": 1}},
-					"dry_run": {"type": "boolean"}}}`),
+					"dry_run": {"type": "boolean"},
+					"reuse_answers": {"type": "boolean", "description": "Reuse Magpie's answers of earlier runs for users without a permission event since (at most 1 h old); the periodic reconcile sets it."}}}`),
 			Lock: lockOn("handler:", "handler"),
 			Run:  d.runHandlerResync,
 		},
@@ -91,9 +92,10 @@ func (d *daemon) actionTypes() []actions.Type {
 
 func (d *daemon) runHandlerResync(ctx context.Context, in json.RawMessage, p actions.Progress) (map[string]any, error) {
 	var req struct {
-		Handler string   `json:"handler"`
-		Users   []string `json:"users"`
-		DryRun  bool     `json:"dry_run"`
+		Handler      string   `json:"handler"`
+		Users        []string `json:"users"`
+		DryRun       bool     `json:"dry_run"`
+		ReuseAnswers bool     `json:"reuse_answers"`
 	}
 	if err := json.Unmarshal(in, &req); err != nil {
 		return nil, err
@@ -120,7 +122,7 @@ func (d *daemon) runHandlerResync(ctx context.Context, in json.RawMessage, p act
 	var total filesystem.Stats
 	for i, sc := range scopes {
 		p.Progress(ctx, 100*float64(i)/float64(len(scopes)), fmt.Sprintf("Reconciling %s (%d/%d)", sc, i+1, len(scopes)), nil)
-		st, err := r.Reconcile(ctx, sc, filesystem.ReconcileOptions{DryRun: req.DryRun})
+		st, err := r.Reconcile(ctx, sc, filesystem.ReconcileOptions{DryRun: req.DryRun, ReuseAnswers: req.ReuseAnswers})
 		total.Add(st)
 		if err != nil {
 			return total.Details(req.Handler, req.DryRun), err

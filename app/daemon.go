@@ -339,7 +339,7 @@ func (d *daemon) services() map[string]func(context.Context) error {
 			name := h.Name()
 			out["periodic reconcile"] = func(ctx context.Context) error {
 				return p.Periodic(ctx, d.cfg.Daemon.ReconcileInterval, func(ctx context.Context) error {
-					return d.runAction(ctx, "periodic reconcile", "handler.resync", map[string]any{"handler": name})
+					return d.runAction(ctx, "periodic reconcile", "handler.resync", map[string]any{"handler": name, "reuse_answers": true})
 				})
 			}
 		}

@@ -1,7 +1,6 @@
 package filesystem
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,16 +8,20 @@ import (
 	"path/filepath"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 
 	"github.com/cowbird-go/cowbird/handlers"
 	"github.com/cowbird-go/cowbird/safefs"
 )
 
 // apply makes the changes p planned for j's directory pair, and counts its
-// sources.
-func (r *run) apply(ctx context.Context, j job, p plan) {
+// sources; the stale subdirectories of the mirror become jobs of s.
+func (r *run) apply(s *section, j job, p plan) {
+	for _, f := range p.failed {
+		r.fail(f.op, f.path, f.err)
+	}
 	for _, e := range p.stale {
-		r.stale(ctx, j.mirror, j.mirrorDir, e)
+		r.stale(s, j.mirror, j.mirrorDir, e)
 	}
 	for _, m := range p.modes {
 		r.sourceMode(m.rel, m.read)
@@ -37,15 +40,15 @@ func (r *run) apply(ctx context.Context, j job, p plan) {
 
 // staleSubdir removes the mirror of the source subdirectory sd of j, if
 // any: it mirrors nothing.
-func (r *run) staleSubdir(ctx context.Context, j job, sd subdir) {
+func (r *run) staleSubdir(s *section, j job, sd subdir) {
 	if sd.mirrored != nil {
-		r.stale(ctx, j.mirror, j.mirrorDir, *sd.mirrored)
+		r.stale(s, j.mirror, j.mirrorDir, *sd.mirrored)
 	}
 }
 
 // stale removes the entry e of the link directory parent (open as d), which
-// mirrors nothing: a directory is emptied first, as a job of its own.
-func (r *run) stale(ctx context.Context, parent *node, d *safefs.Dir, e safefs.DirEntry) {
+// mirrors nothing: a directory is emptied first, by a job of s.
+func (r *run) stale(s *section, parent *node, d *safefs.Dir, e safefs.DirEntry) {
 	rel := parent.rel + "/" + e.Name
 	if !e.IsDir() {
 		r.remove(rel, OpRemove)
@@ -56,7 +59,7 @@ func (r *run) stale(ctx context.Context, parent *node, d *safefs.Dir, e safefs.D
 	if md = r.opened(n, md, err); md == nil && n.state != notDir {
 		return // gone since it was listed, or unreadable: left alone
 	}
-	r.spawn(ctx, job{mirror: n, mirrorDir: md})
+	s.spawn(job{mirror: n, mirrorDir: md})
 }
 
 // keep marks n as holding a wanted link and makes sure it is a directory
@@ -185,10 +188,14 @@ func (r *run) remove(rel string, op Op) bool {
 	return true
 }
 
-// rmdir removes the link directory rel, emptied by its job.
+// rmdir removes the link directory rel, emptied by its job. One that is
+// not empty is kept: a file event linked something there meanwhile, or the
+// removal of an entry failed (and was counted).
 func (r *run) rmdir(rel string) {
 	if !r.dry {
-		if err := r.ws.Remove(rel); err != nil {
+		if err := r.ws.Remove(rel); errors.Is(err, unix.ENOTEMPTY) {
+			return
+		} else if err != nil {
 			r.fail(OpRmdir, r.wsPath(rel), err)
 			return
 		}

@@ -19,7 +19,10 @@ import (
 // {workspace_dir}/{user} (others r-x), its notebooks symlink, and the links
 // of that user's WPS outputs only (*/users/<id>/), cowbird.md §3.3.2.
 func (h *Handler) UserCreated(ctx context.Context, ev handlers.UserEvent) error {
-	h.dropFileSession() // a new user: file events must see it
+	// A new user: file events must see it, and the periodic reconcile must
+	// not reuse an answer about a former user of that name.
+	h.dropFileSession()
+	h.kept.drop(ev.UserName)
 	log := h.log.WithField("user", ev.UserName)
 	if err := h.checkUser(ev.UserName); err != nil {
 		log.WithError(err).Warn("user_created refused")
@@ -29,15 +32,18 @@ func (h *Handler) UserCreated(ctx context.Context, ev handlers.UserEvent) error 
 	if err != nil {
 		return fmt.Errorf("create workspace %q: %w", ev.UserName, err)
 	}
+	h.runMu.Lock()
+	defer h.runMu.Unlock()
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	if err := ws.MkdirAll(ev.UserName, 0o755); err != nil {
+	err = ws.MkdirAll(ev.UserName, 0o755)
+	if err == nil {
+		_, err = ws.SetOthers(ev.UserName, true, false, true)
+	}
+	h.mu.Unlock()
+	if err != nil {
 		return fmt.Errorf("create workspace %q: %w", ev.UserName, err)
 	}
-	if _, err := ws.SetOthers(ev.UserName, true, false, true); err != nil {
-		return fmt.Errorf("create workspace %q: %w", ev.UserName, err)
-	}
-	if _, err := h.reconcileLocked(ctx, h.sessions(), Scope{User: ev.UserName}, ReconcileOptions{}); err != nil {
+	if _, err := h.reconcile(ctx, h.sessions(), Scope{User: ev.UserName}, ReconcileOptions{}, shared); err != nil {
 		return fmt.Errorf("user_created %q: %w", ev.UserName, err)
 	}
 	return nil
@@ -49,6 +55,7 @@ func (h *Handler) UserCreated(ctx context.Context, ev handlers.UserEvent) error 
 // time>. A missing workspace is not an error.
 func (h *Handler) UserDeleted(ctx context.Context, ev handlers.UserEvent) error {
 	h.dropFileSession()
+	h.kept.drop(ev.UserName)
 	log := h.log.WithField("user", ev.UserName)
 	if err := h.checkUser(ev.UserName); err != nil {
 		log.WithError(err).Warn("user_deleted refused")
@@ -58,6 +65,10 @@ func (h *Handler) UserDeleted(ctx context.Context, ev handlers.UserEvent) error 
 	if err != nil {
 		return fmt.Errorf("delete workspace %q: %w", ev.UserName, err)
 	}
+	// Both locks: no reconcile (which checked the workspace at its start)
+	// and no file event may run until the workspace is gone.
+	h.runMu.Lock()
+	defer h.runMu.Unlock()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if _, err := ws.Lstat(ev.UserName); errors.Is(err, fs.ErrNotExist) {
@@ -97,6 +108,9 @@ func (h *Handler) PermissionDeleted(ctx context.Context, ev handlers.PermissionE
 // Other services' events are ignored; public files are never touched.
 func (h *Handler) permission(ctx context.Context, ev handlers.PermissionEvent) error {
 	h.dropFileSession() // file events must see the new permission
+	// So must the periodic reconcile: the answers kept about the user (about
+	// everyone for a group's permission) are dropped, whatever the service.
+	h.kept.drop(ev.User)
 	sdp := h.cfg.SecureDataProxyName
 	if (ev.ServiceName != "" && ev.ServiceName != sdp) || (ev.ServiceType != "" && ev.ServiceType != "api") {
 		return nil
@@ -115,8 +129,8 @@ func (h *Handler) permission(ctx context.Context, ev handlers.PermissionEvent) e
 	if err != nil {
 		return err
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.runMu.Lock()
+	defer h.runMu.Unlock()
 	var errs []error
 	for _, u := range members {
 		if err := h.checkUser(u.name); !u.known || err != nil {
@@ -124,7 +138,7 @@ func (h *Handler) permission(ctx context.Context, ev handlers.PermissionEvent) e
 			continue
 		}
 		for _, p := range h.userTargets(target, u.id) {
-			if _, err := h.reconcileLocked(ctx, mp, Scope{Path: p}, ReconcileOptions{}); err != nil {
+			if _, err := h.reconcile(ctx, mp, Scope{Path: p}, ReconcileOptions{}, shared); err != nil {
 				if handlers.IsTransient(err) {
 					return fmt.Errorf("%s: %w", ev.Name(), err)
 				}
@@ -234,9 +248,10 @@ func (h *Handler) userTargets(target string, id int) []string {
 // HandleFile implements handlers.FileHandler. A created or modified file is
 // (re)linked with its mode re-evaluated; a created directory has its subtree
 // reconciled; a deletion removes the mirrored link or directory. Events
-// outside wps_outputs_dir and directory modifications are ignored. Like
-// every change, it holds the handler's lock, so it never runs during a
-// workspace's creation or removal.
+// outside wps_outputs_dir and directory modifications are ignored. It holds
+// the handler's disk lock exclusively, Magpie's answers included, so it
+// never runs during a workspace's removal nor during a section of a
+// reconcile; it does not wait for a whole reconcile (lock.go).
 func (h *Handler) HandleFile(ctx context.Context, ev handlers.FileEvent) error {
 	if ev.Op == handlers.FileModified && ev.IsDir {
 		return nil // entries changed: they have their own events
@@ -247,7 +262,9 @@ func (h *Handler) HandleFile(ctx context.Context, ev handlers.FileEvent) error {
 	mp := h.fileSession()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if _, err := h.reconcileLocked(ctx, mp, Scope{Path: ev.Path}, ReconcileOptions{}); err != nil {
+	_, err := h.reconcile(ctx, mp, Scope{Path: ev.Path}, ReconcileOptions{}, exclusive)
+	h.fileEventRan(ev.Path)
+	if err != nil {
 		return fmt.Errorf("%s: %w", ev.Name(), err)
 	}
 	return nil

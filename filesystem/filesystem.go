@@ -11,12 +11,15 @@
 //
 // The files, in reading order: filesystem.go (the handler), events.go (user,
 // permission and file events), resync.go (full, per-path and periodic
-// resyncs), reconcile.go (one run: its state and outcome), scope.go (what a
+// resyncs), lock.go (the handler's locks: runs, sections, file events during
+// a run), reconcile.go (one run: its state and outcome), scope.go (what a
 // run covers: all, one user, one path), users.go (Magpie users, workspaces,
-// user link roots), walk.go (the side-by-side walk of a source directory
-// and its mirror: nodes, jobs, pool), plan.go (what each entry needs),
-// apply.go (the changes), access.go (who may read what), index.go
-// (directories known in sync), stats.go and metrics.go (what runs report).
+// user link roots, what a run asks Magpie in advance), walk.go (the
+// side-by-side walk of a source directory and its mirror: nodes, jobs,
+// pool), plan.go (what each entry needs), apply.go (the changes), access.go
+// (who may read what), answers.go (Magpie's answers kept across periodic
+// reconciles), index.go (directories known in sync), stats.go and
+// metrics.go (what runs report).
 package filesystem
 
 import (
@@ -29,6 +32,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -83,10 +87,21 @@ type Options struct {
 	// link trees (COWBIRD_FILESYSTEM_ADMIN_UID/GID, default 0/0); a refused
 	// chown is only a warning, as in the original.
 	AdminUID, AdminGID int
+	// MagpieConcurrency bounds the permission requests one reconcile has
+	// in flight at once; 0 means DefaultMagpieConcurrency.
+	MagpieConcurrency int
+	// AnswerMaxAge is how old an answer of Magpie, kept from an earlier
+	// full reconcile, may be for a full reconcile with
+	// ReconcileOptions.ReuseAnswers to use it instead of asking again; 0
+	// means DefaultAnswerMaxAge, a negative value keeps no answer.
+	AnswerMaxAge time.Duration
 }
 
+// DefaultMagpieConcurrency is the default of Options.MagpieConcurrency.
+const DefaultMagpieConcurrency = 16
+
 // Handler is the FileSystem handler. Its methods are safe for concurrent
-// use; changes to the disk are serialized.
+// use; changes to the disk are serialized (see lock.go).
 type Handler struct {
 	cfg      Config
 	sessions func() Magpie
@@ -97,14 +112,28 @@ type Handler struct {
 
 	// after waits between periodic reconciles (time.After; tests replace it).
 	after func(time.Duration) <-chan time.Time
+	// beforeJobs, if set (by tests), is called between a section and the
+	// start of the jobs it spawned, without the disk lock.
+	beforeJobs func([]job)
 
 	public   string // public link root, relative to workspace_dir
 	reserved map[string]bool
 
-	// mu serializes every change to the disk: reconciles, file events and
-	// workspace changes. Functions that need it held end in Locked.
-	mu    sync.Mutex
-	index index // leaf directories earlier reconciles found in sync
+	// runMu serializes reconciles and workspace changes; mu guards the
+	// disk: file events hold it exclusively, reconciles shared one section
+	// at a time (lock.go).
+	runMu sync.Mutex
+	mu    sync.RWMutex
+	index index   // leaf directories earlier reconciles found in sync
+	kept  answers // Magpie's answers of the last full reconciles
+	// serviceID is the resource id of the secure-data-proxy service that
+	// the last run found (see access.load).
+	serviceID atomic.Int64
+
+	// The file events that ran during a shared run, to run again at its end.
+	evMu    sync.Mutex
+	evTrack bool
+	evPaths []string
 
 	// fileSess is the Magpie session file events share for fileSessionTTL,
 	// so that a burst of new files asks Magpie once, not once per file; a
@@ -172,6 +201,12 @@ func New(cfg Config, sessions func() Magpie, watch Watcher, log *logrus.Entry, o
 	}
 	if opts.Workers <= 0 {
 		opts.Workers = 4 * runtime.NumCPU()
+	}
+	if opts.MagpieConcurrency <= 0 {
+		opts.MagpieConcurrency = DefaultMagpieConcurrency
+	}
+	if opts.AnswerMaxAge == 0 {
+		opts.AnswerMaxAge = DefaultAnswerMaxAge
 	}
 	first, _, _ := strings.Cut(public, "/")
 	return &Handler{

@@ -307,8 +307,9 @@ func (r *run) record(j job, srcID dirID, p plan) {
 // public pair costs two fstatat; a user's pair the open of the source
 // directory and an lstat and access check per file. It reports whether it
 // did; when not, src is the source directory if it opened it. The error is
-// Magpie's, fatal.
-func (r *run) indexed(ctx context.Context, j job, name string, n *node) (done bool, src *safefs.Dir, err error) {
+// Magpie's, fatal. When an access is not known yet, s is incomplete and
+// nothing is done.
+func (r *run) indexed(ctx context.Context, s *section, j job, name string, n *node) (done bool, src *safefs.Dir, err error) {
 	l := r.handler.index.get(j.src.Join(name), n.rel, r.gen)
 	if l == nil {
 		return false, nil, nil
@@ -323,8 +324,12 @@ func (r *run) indexed(ctx context.Context, j job, name string, n *node) (done bo
 			return false, nil, nil
 		}
 	} else {
-		inSync, src, err := r.indexedUserDir(ctx, j, name, l)
-		if !inSync || err != nil {
+		inSync, src, err := r.indexedUserDir(ctx, s, j, name, l)
+		if s.incomplete() && src != nil {
+			src.Close()
+			src = nil
+		}
+		if !inSync || err != nil || s.incomplete() {
 			return false, src, err
 		}
 	}
@@ -341,8 +346,9 @@ func (r *run) indexed(ctx context.Context, j job, name string, n *node) (done bo
 // indexedUserDir checks the user directory name of j against its leaf l:
 // the same directory, the same regular files, each with the same access
 // (and its mode fixed if it differs). When not in sync, src is the source
-// directory if it opened it.
-func (r *run) indexedUserDir(ctx context.Context, j job, name string, l *leaf) (inSync bool, src *safefs.Dir, err error) {
+// directory if it opened it. When an access is not known yet, s is
+// incomplete and nothing is changed.
+func (r *run) indexedUserDir(ctx context.Context, s *section, j job, name string, l *leaf) (inSync bool, src *safefs.Dir, err error) {
 	if src, err = j.src.OpenDir(name); err != nil {
 		return false, nil, nil
 	}
@@ -351,6 +357,7 @@ func (r *run) indexedUserDir(ctx context.Context, j job, name string, l *leaf) (
 		return false, src, nil
 	}
 	dirRoute := r.access.dir(src.Rel())
+	var modes []modeFix
 	i := -1
 	for f := range strings.SplitSeq(l.names, "/") {
 		i++
@@ -358,18 +365,27 @@ func (r *run) indexedUserDir(ctx context.Context, j job, name string, l *leaf) (
 		if err != nil || !st.Mode.IsRegular() {
 			return false, src, nil
 		}
-		read, err := r.access.readable(ctx, j.owner, dirRoute.file(f))
+		read, err := r.readable(ctx, s, j.owner, dirRoute.file(f))
 		if err != nil {
 			src.Close()
 			return false, nil, err
+		}
+		if s.incomplete() {
+			continue // ask for the others too
 		}
 		if read != l.readable[i] {
 			return false, src, nil // access changed: the links too
 		}
 		if st.Mode&0o7 != others(read) {
-			r.sourceMode(src.Join(f), read)
+			modes = append(modes, modeFix{rel: src.Join(f), read: read})
 		}
 	}
 	src.Close()
+	if s.incomplete() {
+		return false, nil, nil // nothing changed: the section runs again
+	}
+	for _, m := range modes {
+		r.sourceMode(m.rel, m.read)
+	}
 	return true, nil, nil
 }

@@ -19,7 +19,8 @@ type plan struct {
 	wanted  bool              // a link is wanted in the mirror
 	changed bool              // a stale entry or an unlinkable source: not a leaf in sync
 
-	sources, skipped int // source files examined; of which not mirrored
+	failed           []failure // changes found failed while planning (reported by apply)
+	sources, skipped int       // source files examined; of which not mirrored
 	// names are a user's files, and readable whether each may be read
 	// (so linked), for the index.
 	names    []string
@@ -33,6 +34,13 @@ type pendingLink struct {
 	exists, dir bool
 }
 
+// failure is a change that failed (see run.fail).
+type failure struct {
+	op   Op
+	path string
+	err  error
+}
+
 // modeFix is a user source file (relative to wps_outputs_dir) whose others
 // bits are to be r-- when read, else ---.
 type modeFix struct {
@@ -41,20 +49,22 @@ type modeFix struct {
 }
 
 // plan compares the sorted listings of j's source directory and of its
-// mirror, entry by entry, and decides what each entry needs.
-func (r *run) plan(ctx context.Context, j job, srcEnts, mirrorEnts []safefs.DirEntry) (plan, error) {
+// mirror, entry by entry, and decides what each entry needs. It changes
+// nothing: when an access it needs is not known yet, s is incomplete and
+// the plan is to be made again once it is.
+func (r *run) plan(ctx context.Context, s *section, j job, srcEnts, mirrorEnts []safefs.DirEntry) (plan, error) {
 	var p plan
 	var dirRoute route // the access route of j's user directory
 	if j.owner != "" && j.src != nil {
 		dirRoute = r.access.dir(j.src.Rel())
 	}
-	for s, m := range pairs(srcEnts, mirrorEnts) {
+	for e, m := range pairs(srcEnts, mirrorEnts) {
 		switch {
-		case s == nil:
+		case e == nil:
 			p.markStale(*m)
-		case s.IsDir():
-			p.subdirs = append(p.subdirs, subdir{name: s.Name, mirrored: m})
-		case s.Type != 0: // symlinks and specials are not linked
+		case e.IsDir():
+			p.subdirs = append(p.subdirs, subdir{name: e.Name, mirrored: m})
+		case e.Type != 0: // symlinks and specials are not linked
 			p.changed = true // not indexed: its type is not in a leaf
 			if m != nil {
 				p.markStale(*m)
@@ -64,7 +74,7 @@ func (r *run) plan(ctx context.Context, j job, srcEnts, mirrorEnts []safefs.DirE
 			p.skipped++
 		default:
 			p.sources++
-			if err := r.planFile(ctx, j, dirRoute, *s, m, &p); err != nil {
+			if err := r.planFile(ctx, s, j, dirRoute, *e, m, &p); err != nil {
 				return p, err
 			}
 		}
@@ -103,8 +113,8 @@ func (p *plan) markStale(e safefs.DirEntry) {
 
 // planFile decides what the source file s of j needs, and its mirror entry
 // m (nil when missing).
-func (r *run) planFile(ctx context.Context, j job, dirRoute route, s safefs.DirEntry, m *safefs.DirEntry, p *plan) error {
-	ino, link, fixMode, err := r.want(ctx, j, dirRoute, s)
+func (r *run) planFile(ctx context.Context, sec *section, j job, dirRoute route, s safefs.DirEntry, m *safefs.DirEntry, p *plan) error {
+	ino, link, fixMode, err := r.want(ctx, sec, j, dirRoute, s, p)
 	if err != nil {
 		return err
 	}
@@ -132,8 +142,9 @@ func (r *run) planFile(ctx context.Context, j job, dirRoute route, s safefs.DirE
 // want reports whether the source file s of j is to be linked, with its
 // inode, and whether its others bits differ from those its access gives: a
 // user file's are r-- when the user may read it, else --- (write is never
-// granted); a public file is always linked, its mode left as it is.
-func (r *run) want(ctx context.Context, j job, dirRoute route, s safefs.DirEntry) (ino uint64, link, fixMode bool, err error) {
+// granted); a public file is always linked, its mode left as it is. A
+// failed lstat is added to p.
+func (r *run) want(ctx context.Context, sec *section, j job, dirRoute route, s safefs.DirEntry, p *plan) (ino uint64, link, fixMode bool, err error) {
 	if j.owner == "" {
 		return s.Ino, true, false, nil
 	}
@@ -142,12 +153,12 @@ func (r *run) want(ctx context.Context, j job, dirRoute route, s safefs.DirEntry
 	case errors.Is(err, fs.ErrNotExist):
 		return 0, false, false, nil // removed since it was listed
 	case err != nil:
-		r.fail(OpMode, r.srcPath(j.src.Join(s.Name)), err)
+		p.failed = append(p.failed, failure{OpMode, r.srcPath(j.src.Join(s.Name)), err})
 		return 0, false, false, nil
 	case !st.Mode.IsRegular():
 		return 0, false, false, nil // replaced since it was listed
 	}
-	read, err := r.access.readable(ctx, j.owner, dirRoute.file(s.Name))
+	read, err := r.readable(ctx, sec, j.owner, dirRoute.file(s.Name))
 	if err != nil {
 		return 0, false, false, err
 	}

@@ -22,6 +22,13 @@ type ReconcileOptions struct {
 	// DryRun computes the difference and returns it in Stats.Changes
 	// without changing anything.
 	DryRun bool
+	// ReuseAnswers lets a full reconcile (the zero Scope) take who may read
+	// what from the answers Magpie gave earlier full reconciles, instead of
+	// asking again, for the users no user or permission event concerned
+	// since, and for at most Options.AnswerMaxAge: for the periodic
+	// reconcile. Admin resyncs leave it unset: they ask Magpie afresh (and
+	// renew the answers kept). Other scopes always ask afresh.
+	ReuseAnswers bool
 }
 
 // Reconcile brings the links, modes and notebooks symlinks of scope to the
@@ -30,18 +37,21 @@ type ReconcileOptions struct {
 // first is returned in the error. Magpie errors stop the run and are
 // returned wrapped (handlers.IsTransient tells whether to retry). A run
 // that is not a dry run is counted in the metrics of Collectors.
+//
+// Reconciles, user and permission events run one at a time; file events
+// run between the sections of a reconcile (lock.go).
 func (h *Handler) Reconcile(ctx context.Context, scope Scope, opts ReconcileOptions) (Stats, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	st, err := h.reconcileLocked(ctx, h.sessions(), scope, opts)
+	h.runMu.Lock()
+	defer h.runMu.Unlock()
+	st, err := h.reconcile(ctx, h.sessions(), scope, opts, shared)
 	if !opts.DryRun {
 		h.metrics.observe(st, err)
 	}
 	return st, err
 }
 
-// reconcileLocked is Reconcile with the Magpie session mp, for a caller
-// holding h.mu.
+// reconcile is Reconcile with the Magpie session mp, for a caller holding
+// h.runMu (mode shared) or h.mu (mode exclusive).
 //
 // It walks each source directory and the link directory that mirrors it
 // side by side, from their open descriptors, and compares their sorted
@@ -50,37 +60,76 @@ func (h *Handler) Reconcile(ctx context.Context, scope Scope, opts ReconcileOpti
 // the whole tree. Directories are handed to a bounded pool of goroutines
 // (walk.go); a link directory that ends up mirroring nothing is removed
 // once all of its subdirectories are done. What each entry needs is
-// decided in plan.go and done in apply.go.
+// decided in plan.go and done in apply.go. Magpie is asked concurrently,
+// in advance where the users' directories are known (users.go).
 //
 // The first fatal error (from Magpie) cancels the run's context, which
 // every blocking step checks, and is read back here as its cause.
-func (h *Handler) reconcileLocked(ctx context.Context, mp Magpie, scope Scope, opts ReconcileOptions) (Stats, error) {
+func (h *Handler) reconcile(ctx context.Context, mp Magpie, scope Scope, opts ReconcileOptions, mode lockMode) (Stats, error) {
 	start := time.Now()
+	track := mode == shared && !opts.DryRun
+	if track {
+		h.trackFileEvents()
+	}
 	h.index.load(ctx, h.opts.IndexStore, h.log)
 	defer h.index.save(context.WithoutCancel(ctx), h.opts.IndexStore, h.log)
-	ctx, stop := context.WithCancelCause(ctx)
+	runCtx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
-	r, err := h.newRun(mp, opts.DryRun, scope == Scope{}, stop)
+	r, err := h.newRun(runCtx, mp, scope, opts, mode, stop)
 	if err != nil {
+		if track {
+			h.untrackFileEvents()
+		}
 		return Stats{}, fmt.Errorf("reconcile %s: %w", scope, err)
 	}
 	if r.wps == nil {
 		h.log.WithField("path", h.cfg.WPSOutputsDir).Warn("wps_outputs_dir does not exist: no WPS outputs to link")
 	}
-	err = r.cover(ctx, scope)
+	err = r.cover(runCtx, scope)
 	r.pool.wait()
-	if err == nil && ctx.Err() != nil {
-		err = context.Cause(ctx)
+	if err == nil && runCtx.Err() != nil {
+		err = context.Cause(runCtx)
 	}
 	if err == nil {
 		if r.full {
 			h.index.sweep(r.gen)
 		}
 		for _, u := range r.notebookUsers {
-			r.notebooks(u)
+			_ = r.locked(runCtx, func(*section) error {
+				r.notebooks(u)
+				return nil
+			})
+		}
+	}
+	r.finish()
+	if track {
+		if terr := r.replayFileEvents(ctx); err == nil {
+			err = terr
 		}
 	}
 	return r.report(scope, time.Since(start), err)
+}
+
+// replayFileEvents stops tracking file events and reconciles again the
+// paths of those that ran during the run (see lock.go), each as a file
+// event does, under h.mu held exclusively (so other file events run
+// between them); their figures are added to the run's.
+func (r *run) replayFileEvents(ctx context.Context) error {
+	h := r.handler
+	var errs []error
+	for _, p := range h.untrackFileEvents() {
+		h.mu.Lock()
+		st, err := h.reconcile(ctx, r.mp, Scope{Path: p}, ReconcileOptions{}, exclusive)
+		h.mu.Unlock()
+		st.Duration = 0
+		r.mu.Lock()
+		r.stats.Add(st)
+		r.mu.Unlock()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("file event during the run: %w", err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // run is the state of one reconcile.
@@ -89,6 +138,7 @@ type run struct {
 	mp          Magpie
 	access      *access // who may read which user file
 	dry         bool
+	mode        lockMode
 	wps         *safefs.Root // nil when wps_outputs_dir does not exist
 	ws          *safefs.Root
 	log         *logrus.Entry
@@ -97,6 +147,14 @@ type run struct {
 	indexBefore int64  // ctimes before this (ns) are old enough to be indexed
 	pool        *pool  // the goroutines that run the directory jobs
 
+	// Work beside the walk (the users, the service, answers asked in
+	// advance): bgCtx ends when the run does.
+	bg     sync.WaitGroup
+	bgCtx  context.Context
+	bgStop context.CancelFunc
+
+	usersOnce     sync.Once
+	usersErr      error // after usersOnce
 	userMu        sync.Mutex
 	users         map[int]string   // Magpie user id -> name, loaded on demand
 	wsOK          map[string]bool  // user -> workspace is a real directory
@@ -110,8 +168,9 @@ type run struct {
 	firstErr error
 }
 
-// newRun prepares a run; stop cancels the run's context with a fatal error.
-func (h *Handler) newRun(mp Magpie, dry, full bool, stop context.CancelCauseFunc) (*run, error) {
+// newRun prepares a run; stop cancels the run's context ctx with a fatal
+// error.
+func (h *Handler) newRun(ctx context.Context, mp Magpie, scope Scope, opts ReconcileOptions, mode lockMode, stop context.CancelCauseFunc) (*run, error) {
 	ws, err := h.wsRoot()
 	if err != nil {
 		return nil, fmt.Errorf("workspace_dir: %w", err)
@@ -123,13 +182,31 @@ func (h *Handler) newRun(mp Magpie, dry, full bool, stop context.CancelCauseFunc
 	if err != nil {
 		return nil, fmt.Errorf("wps_outputs_dir: %w", err)
 	}
-	return &run{
-		handler: h, mp: mp, dry: dry, wps: wps, ws: ws, log: h.log,
+	full := scope == Scope{}
+	a := newAccess(mp, h.log, h.cfg.SecureDataProxyName, h.cfg.WPSOutputsResName)
+	a.sem = make(chan struct{}, h.opts.MagpieConcurrency)
+	a.serviceID = &h.serviceID
+	if full && h.opts.AnswerMaxAge > 0 {
+		a.kept = &h.kept
+		if opts.ReuseAnswers {
+			a.reuse = h.opts.AnswerMaxAge
+		}
+	}
+	r := &run{
+		handler: h, mp: mp, dry: opts.DryRun, mode: mode, wps: wps, ws: ws, log: h.log,
 		full: full, gen: h.index.begin(full), indexBefore: h.indexedBefore(),
-		access: newAccess(mp, h.log, h.cfg.SecureDataProxyName, h.cfg.WPSOutputsResName),
-		pool:   newPool(h.opts.Workers, stop),
-		wsOK:   map[string]bool{}, warned: map[string]bool{}, roots: map[string]*node{}, claimed: map[string]bool{},
-	}, nil
+		access: a, pool: newPool(h.opts.Workers, stop),
+		wsOK: map[string]bool{}, warned: map[string]bool{}, roots: map[string]*node{}, claimed: map[string]bool{},
+	}
+	r.bgCtx, r.bgStop = context.WithCancel(ctx)
+	return r, nil
+}
+
+// finish ends the work beside the walk and waits for it.
+func (r *run) finish() {
+	r.bgStop()
+	r.bg.Wait()
+	r.access.wait()
 }
 
 // indexedBefore is the ctime (ns) before which a run may index a

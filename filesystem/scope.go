@@ -57,19 +57,18 @@ func (r *run) cover(ctx context.Context, scope Scope) error {
 // all reconciles every source and link, and the notebooks symlinks too
 // when notebooks is set.
 //
+// The walk starts at once: the users and the secure-data-proxy service are
+// fetched beside it, and then the access of every user to their
+// directories, while the walk goes through the public outputs; the walk
+// waits for them only where it needs them.
+//
 // Public outputs need no Magpie: when it cannot list the users, the public
 // links are reconciled all the same, the users' links are left as they are
 // (no user is known), and the error is returned at the end.
 func (r *run) all(ctx context.Context, notebooks bool) error {
-	usersErr := r.loadUsers(ctx)
-	if usersErr != nil {
-		r.log.WithError(usersErr).Warn("Magpie unavailable: reconciling the public WPS outputs only")
-		r.users = map[int]string{}
-	}
-	users := r.usable()
-	if notebooks {
-		r.notebookUsers = users
-	}
+	r.bg.Go(func() { _ = r.loadUsers(r.bgCtx) })
+	r.bg.Go(func() { _ = r.access.load(r.bgCtx) })
+	r.bg.Go(func() { r.prefetch(r.bgCtx) })
 	var src *safefs.Dir // none when wps_outputs_dir does not exist: every public link is stale
 	if r.wps != nil {
 		var err error
@@ -79,6 +78,14 @@ func (r *run) all(ctx context.Context, notebooks bool) error {
 	}
 	r.spawn(ctx, r.newJob(src, rootNode(r.handler.public, true), ""))
 	r.pool.wait()
+	usersErr := r.loadUsers(ctx)
+	if usersErr != nil {
+		r.log.WithError(usersErr).Warn("Magpie unavailable: reconciled the public WPS outputs only")
+	}
+	users := r.usable()
+	if notebooks {
+		r.notebookUsers = users
+	}
 	for _, u := range users {
 		r.staleBirds(ctx, u, "")
 	}
@@ -104,7 +111,7 @@ func (r *run) user(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("magpie user %q: %w", name, err)
 	}
-	r.users = map[int]string{u.ID: name}
+	r.knowUsers(map[int]string{u.ID: name})
 	if err := r.userSources(ctx, name, u.ID); err != nil {
 		return err
 	}
@@ -176,7 +183,10 @@ func (r *run) path(ctx context.Context, rel string) error {
 		r.pool.wait()
 	}
 	if ctx.Err() == nil && !r.dry {
-		r.prune(j.mirror)
+		_ = r.locked(ctx, func(*section) error {
+			r.prune(j.mirror)
+			return nil
+		})
 	}
 	return nil
 }

@@ -3,33 +3,90 @@ package filesystem
 import (
 	"context"
 	"fmt"
+	"path"
 	"slices"
+	"strconv"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/cowbird-go/cowbird/safefs"
 )
 
-// loadUsers fetches the Magpie users once per run.
+// loadUsers fetches the Magpie users once per run; callers wait for the
+// first. When Magpie fails, no user is known and every call returns the
+// error.
 func (r *run) loadUsers(ctx context.Context) error {
+	r.usersOnce.Do(func() {
+		users, err := r.mp.Users(ctx)
+		m := make(map[int]string, len(users))
+		for _, u := range users {
+			m[u.ID] = u.Name
+		}
+		r.setUsers(m)
+		if err != nil {
+			r.usersErr = fmt.Errorf("magpie users: %w", err)
+		}
+	})
+	return r.usersErr
+}
+
+// knowUsers makes users the run's users, unless they are loaded already.
+func (r *run) knowUsers(users map[int]string) { r.usersOnce.Do(func() { r.setUsers(users) }) }
+
+func (r *run) setUsers(users map[int]string) {
 	r.userMu.Lock()
-	defer r.userMu.Unlock()
-	if r.users != nil {
-		return nil
+	r.users = users
+	r.userMu.Unlock()
+}
+
+// prefetch asks Magpie in advance, without waiting for the answers, whether
+// each usable user may read the route of each of their directories
+// <bird>/users/<id> (the route of every file below it unless routes are
+// defined below it), in the order the walk meets them; a full run does it
+// beside the walk, as soon as the users and the service are known.
+func (r *run) prefetch(ctx context.Context) {
+	if r.loadUsers(ctx) != nil || r.access.load(ctx) != nil || r.access.open || r.wps == nil {
+		return // the walk meets the errors
 	}
-	users, err := r.mp.Users(ctx)
+	birds, err := r.wps.ReadDir("")
 	if err != nil {
-		return fmt.Errorf("magpie users: %w", err)
+		return
 	}
-	r.users = make(map[int]string, len(users))
-	for _, u := range users {
-		r.users[u.ID] = u.Name
+	var keys []permKey
+	seen := map[permKey]bool{}
+	for _, b := range birds {
+		if !b.IsDir() {
+			continue
+		}
+		ids, err := r.wps.ReadDir(path.Join(b.Name, "users"))
+		if err != nil {
+			continue
+		}
+		for _, e := range ids {
+			if !e.IsDir() || !digits(e.Name) {
+				continue
+			}
+			id, _ := strconv.Atoi(e.Name)
+			name, ok := r.userOf(id)
+			if !ok {
+				continue
+			}
+			if res := r.access.dir(path.Join(b.Name, "users", e.Name)).res; res != nil {
+				if k := (permKey{name, res.ID}); !seen[k] {
+					seen[k] = true
+					keys = append(keys, k)
+				}
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
 	}
-	return nil
+	r.access.prefetch(ctx, keys)
 }
 
 // usable returns, sorted, the Magpie users whose name is valid and whose
-// workspace is a real directory.
+// workspace is a real directory; the users are loaded.
 func (r *run) usable() []string {
 	var out []string
 	for _, name := range r.users {
@@ -122,9 +179,16 @@ func (r *run) claim(user, bird string) {
 	r.userMu.Unlock()
 }
 
-// staleBirds removes what the user's link root holds (only its entry bird,
-// when bird is set) that no job of this run claimed.
+// staleBirds removes, in a section, what the user's link root holds (only
+// its entry bird, when bird is set) that no job of this run claimed.
 func (r *run) staleBirds(ctx context.Context, user, bird string) {
+	_ = r.locked(ctx, func(s *section) error {
+		r.staleBirdsIn(s, user, bird)
+		return nil
+	})
+}
+
+func (r *run) staleBirdsIn(s *section, user, bird string) {
 	root := r.userRoot(user)
 	d := r.openMirror(root)
 	if d == nil {
@@ -141,7 +205,7 @@ func (r *run) staleBirds(ctx context.Context, user, bird string) {
 		claimed := r.claimed[user+"/"+e.Name]
 		r.userMu.Unlock()
 		if !claimed && (bird == "" || e.Name == bird) {
-			r.stale(ctx, root, d, e)
+			r.stale(s, root, d, e)
 		}
 	}
 }

@@ -145,7 +145,7 @@ func (r *run) spawn(ctx context.Context, j job) {
 		}
 	}
 	r.pool.do(func() {
-		if err := r.process(ctx, j); err != nil {
+		if err := r.process(ctx, &j); err != nil {
 			r.pool.stop(err)
 		}
 		r.release(ctx, j)
@@ -171,13 +171,15 @@ func (r *run) done(ctx context.Context, n *node) {
 	if n.pending.Add(-1) > 0 {
 		return
 	}
-	if !n.content.Load() && !n.root && ctx.Err() == nil {
-		switch n.state {
-		case isDir:
-			r.rmdir(n.rel)
-		case notDir:
-			r.remove(n.rel, OpRemove)
-		}
+	if !n.content.Load() && !n.root && ctx.Err() == nil && (n.state == isDir || n.state == notDir) {
+		_ = r.locked(ctx, func(*section) error {
+			if n.state == isDir {
+				r.rmdir(n.rel)
+			} else {
+				r.remove(n.rel, OpRemove)
+			}
+			return nil
+		})
 	}
 	if p := n.parent; p != nil {
 		if n.content.Load() {
@@ -193,30 +195,95 @@ func (r *run) done(ctx context.Context, n *node) {
 // difference; its subdirectories become jobs of their own, opened one at a
 // time from this directory's descriptors (so open descriptors stay bounded
 // by the pool size times the depth). It returns only fatal errors.
-func (r *run) process(ctx context.Context, j job) error {
+//
+// The directory is listed, planned and fixed in one section (see locked),
+// and each subdirectory is looked at in a section of its own: a file event
+// may run between them, never during one.
+func (r *run) process(ctx context.Context, j *job) error {
 	if ctx.Err() != nil {
 		return nil
 	}
-	srcID, indexable := leafID(j) // taken before the listings
-	srcEnts, mirrorEnts, ok := r.list(j)
-	if !ok {
+	var p plan
+	listed := false
+	err := r.locked(ctx, func(s *section) error {
+		if s.again && !r.reopen(j) {
+			return nil
+		}
+		srcID, indexable := leafID(*j) // taken before the listings
+		srcEnts, mirrorEnts, ok := r.list(*j)
+		if !ok {
+			return nil
+		}
+		var err error
+		if p, err = r.plan(ctx, s, *j, srcEnts, mirrorEnts); err != nil || s.incomplete() {
+			return err
+		}
+		listed = true
+		r.apply(s, *j, p)
+		if indexable {
+			r.record(*j, srcID, p)
+		}
 		return nil
-	}
-	p, err := r.plan(ctx, j, srcEnts, mirrorEnts)
-	if err != nil {
+	})
+	if err != nil || !listed {
 		return err
-	}
-	r.apply(ctx, j, p)
-	if indexable {
-		r.record(j, srcID, p)
 	}
 	for _, sd := range p.subdirs {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if err := r.subdir(ctx, j, sd); err != nil {
+		if err := r.beforeSubdir(ctx, *j, sd); err != nil {
 			return err
 		}
+		if err := r.locked(ctx, func(s *section) error { return r.subdir(ctx, s, *j, sd) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reopen opens j's directories again, by path, for a section that runs
+// again (a directory is read once per descriptor). It reports false when
+// the source cannot be read any more; the mirror is then kept as it is.
+func (r *run) reopen(j *job) bool {
+	if j.src != nil {
+		rel := j.src.Rel()
+		j.src.Close()
+		src, err := r.wps.OpenDir(rel)
+		switch {
+		case err == nil:
+			j.src = src
+		case notEnterable(err):
+			j.src = nil // gone: what mirrors it is stale
+		default:
+			j.src = nil
+			r.fail(OpLink, r.srcPath(rel), err)
+			r.hold(j.mirror)
+			return false
+		}
+	}
+	if j.mirrorDir != nil { // else what the parent saw stands (see ensure)
+		j.mirrorDir.Close()
+		j.mirrorDir = r.openMirror(j.mirror)
+	}
+	return true
+}
+
+// beforeSubdir waits, outside any section, for what the section of the
+// subdirectory sd of j needs from Magpie: for a user directory
+// <bird>/users/<id>, the users and, if the user's outputs are linked, the
+// secure-data-proxy service.
+func (r *run) beforeSubdir(ctx context.Context, j job, sd subdir) error {
+	if j.mirror == nil || j.owner != "" || !digits(sd.name) {
+		return nil
+	}
+	if _, ok := usersDir(j.src.Rel()); !ok {
+		return nil
+	}
+	_ = r.loadUsers(ctx) // a failure leaves no user known (see all)
+	id, _ := strconv.Atoi(sd.name)
+	if _, usable := r.userOf(id); usable {
+		return r.access.load(ctx)
 	}
 	return nil
 }
@@ -275,22 +342,22 @@ type subdir struct {
 // user directories below <bird>/users are mirrored in their owner's link
 // root, so their public mirror, if any, is stale. A leaf pair the index
 // knows unchanged is settled here.
-func (r *run) subdir(ctx context.Context, j job, sd subdir) error {
+func (r *run) subdir(ctx context.Context, s *section, j job, sd subdir) error {
 	if j.mirror == nil { // only counted
 		if src, _ := r.openSource(j, sd.name); src != nil {
-			r.spawn(ctx, job{src: src})
+			s.spawn(job{src: src})
 		}
 		return nil
 	}
 	if bird, ok := usersDir(j.src.Rel()); ok && j.owner == "" && digits(sd.name) {
-		r.staleSubdir(ctx, j, sd)
-		return r.userDir(ctx, j, sd.name, bird)
+		r.staleSubdir(s, j, sd)
+		return r.userDir(ctx, s, j, sd.name, bird)
 	}
 	n := &node{rel: j.mirror.rel + "/" + sd.name, parent: j.mirror, walked: true, state: missing}
 	var src *safefs.Dir
 	if sd.mirrored != nil && sd.mirrored.IsDir() {
-		done, opened, err := r.indexed(ctx, j, sd.name, n)
-		if done || err != nil {
+		done, opened, err := r.indexed(ctx, s, j, sd.name, n)
+		if done || err != nil || s.incomplete() {
 			return err
 		}
 		src = opened
@@ -298,7 +365,7 @@ func (r *run) subdir(ctx context.Context, j job, sd subdir) error {
 	if src == nil {
 		var gone bool
 		if src, gone = r.openSource(j, sd.name); gone {
-			r.staleSubdir(ctx, j, sd) // gone or swapped since it was listed: nothing to mirror
+			r.staleSubdir(s, j, sd) // gone or swapped since it was listed: nothing to mirror
 			return nil
 		}
 		if src == nil {
@@ -306,7 +373,7 @@ func (r *run) subdir(ctx context.Context, j job, sd subdir) error {
 			return nil
 		}
 	}
-	r.spawn(ctx, job{src: src, mirror: n, mirrorDir: r.openSubMirror(j, sd, n), owner: j.owner})
+	s.spawn(job{src: src, mirror: n, mirrorDir: r.openSubMirror(j, sd, n), owner: j.owner})
 	return nil
 }
 
@@ -328,9 +395,9 @@ func (r *run) openSubMirror(j job, sd subdir, n *node) *safefs.Dir {
 	}
 }
 
-// userDir runs the job of the user directory <bird>/users/<id> below the
-// job j (a public one).
-func (r *run) userDir(ctx context.Context, j job, id, bird string) error {
+// userDir starts the job of the user directory <bird>/users/<id> below
+// the job j (a public one).
+func (r *run) userDir(ctx context.Context, s *section, j job, id, bird string) error {
 	uid, _ := strconv.Atoi(id)
 	user, usable := r.userOf(uid)
 	src, gone := r.openSource(j, id)
@@ -341,14 +408,14 @@ func (r *run) userDir(ctx context.Context, j job, id, bird string) error {
 	case src == nil:
 		return nil
 	case !usable:
-		r.spawn(ctx, job{src: src}) // only counted
+		s.spawn(job{src: src}) // only counted
 		return nil
 	}
 	uj, err := r.userJob(ctx, src, bird, user)
 	if err != nil {
 		return err
 	}
-	r.spawn(ctx, uj)
+	s.spawn(uj)
 	return nil
 }
 

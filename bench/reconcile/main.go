@@ -7,11 +7,19 @@
 // users (one user per 200 files, so a user's share is constant across
 // sizes); each job holds 10 files. The Magpie emulator runs in-process with
 // those users and a secure-data-proxy wps_outputs route that four users out
-// of five may read.
+// of five may read; -magpie-latency holds each of its answers (a real Magpie
+// resolves permissions in SQL):
+//
+//	go run ./bench/reconcile -files 100000 -magpie-latency 20ms
+//
+// It prints cold and warm reconciles (periodic ones, which reuse Magpie's
+// answers, and admin ones, which ask afresh), user_created, and how long
+// file events take while a reconcile runs.
 package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -49,6 +57,8 @@ func run() error {
 	dir := flag.String("dir", "", "work directory (default: a new temp dir, removed at the end)")
 	warmRuns := flag.Int("warm", 3, "warm reconciles to run once the index is built (their median is compared with cold)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the warm reconciles to this file")
+	latency := flag.Duration("magpie-latency", 0, "hold every answer of the Magpie emulator this long (e.g. 20ms)")
+	magpiePool := flag.Int("magpie-pool", 0, "permission requests a reconcile has in flight at most (0: handler default)")
 	flag.Parse()
 
 	root := *dir
@@ -62,7 +72,7 @@ func run() error {
 	wps, ws := filepath.Join(root, "wps_outputs"), filepath.Join(root, "user_workspaces")
 	nUsers := max(10, *files/200)
 
-	mg := magpietest.New(magpietest.Options{QuietSeeding: true})
+	mg := magpietest.New(magpietest.Options{QuietSeeding: true, Latency: *latency})
 	if err := mg.Start(); err != nil {
 		return err
 	}
@@ -94,7 +104,8 @@ func run() error {
 	defer db.Close()
 	newHandler := func() (*filesystem.Handler, error) {
 		return filesystem.New(filesystem.Config{WorkspaceDir: ws, WPSOutputsDir: wps, JupyterhubUserDataDir: filepath.Join(root, "jupyterhub")},
-			func() filesystem.Magpie { return client.WithCache() }, nil, logrus.NewEntry(l), filesystem.Options{Workers: *workers, IndexStore: db})
+			func() filesystem.Magpie { return client.WithCache() }, nil, logrus.NewEntry(l),
+			filesystem.Options{Workers: *workers, IndexStore: db, MagpieConcurrency: *magpiePool})
 	}
 	h, err := newHandler()
 	if err != nil {
@@ -103,17 +114,20 @@ func run() error {
 	defer func() { h.Close() }()
 	ctx := context.Background()
 
+	fmt.Printf("magpie latency %s per answer, at most %d permission requests in flight per reconcile\n",
+		*latency, cmp.Or(*magpiePool, filesystem.DefaultMagpieConcurrency))
 	fmt.Printf("cp -al:          %10s\n", cpal.Round(time.Millisecond))
 	measure := func(name string, fn func() (filesystem.Stats, error)) (time.Duration, error) {
 		before := client.Requests()
+		mg.ResetPeak()
 		t0 := time.Now()
 		st, err := fn()
 		d := time.Since(t0)
 		if err != nil {
 			return 0, fmt.Errorf("%s: %w", name, err)
 		}
-		fmt.Printf("%-16s %10s  %5.2fx cp -al  magpie requests %d", name+":", d.Round(time.Millisecond),
-			float64(d)/float64(cpal), client.Requests()-before)
+		fmt.Printf("%-24s %10s  %5.2fx cp -al  magpie requests %d (at most %d at once)", name+":", d.Round(time.Millisecond),
+			float64(d)/float64(cpal), client.Requests()-before, mg.PeakInFlight())
 		if st.Sources > 0 {
 			fmt.Printf("  (sources %d, links +%d ~%d -%d, modes %d, dirs +%d, from the index %d)", st.Sources,
 				st.LinksCreated, st.LinksReplaced, st.LinksRemoved, st.ModesFixed, st.DirsCreated, st.Indexed)
@@ -121,10 +135,14 @@ func run() error {
 		fmt.Println()
 		return d, nil
 	}
-	all := func() (filesystem.Stats, error) {
-		return h.Reconcile(ctx, filesystem.Scope{}, filesystem.ReconcileOptions{})
+	reconcile := func(opts filesystem.ReconcileOptions) func() (filesystem.Stats, error) {
+		return func() (filesystem.Stats, error) { return h.Reconcile(ctx, filesystem.Scope{}, opts) }
 	}
-	cold, err := measure("cold reconcile", all)
+	// Periodic runs may reuse the answers of the previous full run; admin
+	// resyncs (and the cold run, as at start-up) ask Magpie afresh.
+	periodic := reconcile(filesystem.ReconcileOptions{ReuseAnswers: true})
+	admin := reconcile(filesystem.ReconcileOptions{})
+	cold, err := measure("cold reconcile", admin)
 	if err != nil {
 		return err
 	}
@@ -132,12 +150,12 @@ func run() error {
 	// The first warm run finds the index empty. The index takes only
 	// directories unchanged for DefaultIndexAge before a run starts: once
 	// the cold run's last changes are that old, one run builds it.
-	unindexed, err := measure("warm, no index", all)
+	unindexed, err := measure("warm, no index", periodic)
 	if err != nil {
 		return err
 	}
 	time.Sleep(time.Until(coldEnd.Add(filesystem.DefaultIndexAge + 100*time.Millisecond)))
-	if _, err := measure("warm, indexing", all); err != nil {
+	if _, err := measure("warm, indexing", periodic); err != nil {
 		return err
 	}
 	if *cpuProfile != "" {
@@ -150,25 +168,36 @@ func run() error {
 			return err
 		}
 	}
-	warms := make([]time.Duration, max(1, *warmRuns))
-	for i := range warms {
-		if warms[i], err = measure("warm, indexed", all); err != nil {
-			return err
+	median := func(name string, fn func() (filesystem.Stats, error)) (time.Duration, error) {
+		ds := make([]time.Duration, max(1, *warmRuns))
+		for i := range ds {
+			if ds[i], err = measure(name, fn); err != nil {
+				return 0, err
+			}
 		}
+		slices.Sort(ds)
+		return ds[len(ds)/2], nil
+	}
+	warm, err := median("warm, indexed, periodic", periodic)
+	if err != nil {
+		return err
+	}
+	fresh, err := median("warm, indexed, admin", admin)
+	if err != nil {
+		return err
 	}
 	if *cpuProfile != "" {
 		pprof.StopCPUProfile()
 	}
-	slices.Sort(warms)
-	warm := warms[len(warms)/2]
-	// A restarted daemon: a new handler loads the index from the database.
+	// A restarted daemon: a new handler loads the index from the database
+	// (Magpie's answers are not kept across restarts).
 	if err := h.Close(); err != nil {
 		return err
 	}
 	if h, err = newHandler(); err != nil {
 		return err
 	}
-	restarted, err := measure("warm, restarted", all)
+	restarted, err := measure("warm, restarted", periodic)
 	if err != nil {
 		return err
 	}
@@ -181,11 +210,79 @@ func run() error {
 	}); err != nil {
 		return err
 	}
-	fmt.Printf("cold / warm: %.1fx without the index (%s), %.1fx with it (median of %d: %s), %.1fx after a restart (%s)\n",
+	if err := fileEventsDuring(ctx, h, wps, admin); err != nil {
+		return err
+	}
+	n := max(1, *warmRuns)
+	fmt.Printf("cold / warm: %.1fx without the index (%s), with it %.1fx periodic (median of %d: %s), %.1fx admin (median of %d: %s), %.1fx after a restart (%s)\n",
 		float64(cold)/float64(unindexed), unindexed.Round(time.Millisecond),
-		float64(cold)/float64(warm), len(warms), warm.Round(time.Millisecond),
+		float64(cold)/float64(warm), n, warm.Round(time.Millisecond),
+		float64(cold)/float64(fresh), n, fresh.Round(time.Millisecond),
 		float64(cold)/float64(restarted), restarted.Round(time.Millisecond))
 	fmt.Printf("peak RSS (VmHWM, whole process incl. emulator and tree build): %s\n", vmHWM())
+	return nil
+}
+
+// fileEventsDuring runs reconcile while file events arrive, one every 5 ms
+// (a new public output, linked by HandleFile), and prints how long each
+// event took: a file event does not wait for a whole reconcile.
+func fileEventsDuring(ctx context.Context, h *filesystem.Handler, wps string, reconcile func() (filesystem.Stats, error)) error {
+	dir := filepath.Join(wps, "bird0", "public", "events")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	done := make(chan struct{})
+	type result struct {
+		took []time.Duration
+		err  error
+	}
+	res := make(chan result, 1)
+	go func() {
+		var r result
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				res <- r
+				return
+			case <-tick.C:
+			}
+			p := filepath.Join(dir, "f"+strconv.Itoa(i)+".nc")
+			if r.err = os.WriteFile(p, nil, 0o644); r.err != nil {
+				res <- r
+				return
+			}
+			t0 := time.Now()
+			r.err = h.HandleFile(ctx, handlers.FileEvent{Op: handlers.FileCreated, Path: p, Handler: filesystem.Name})
+			r.took = append(r.took, time.Since(t0))
+			if r.err != nil {
+				res <- r
+				return
+			}
+		}
+	}()
+	t0 := time.Now()
+	_, err := reconcile()
+	d := time.Since(t0)
+	close(done)
+	r := <-res
+	if err != nil {
+		return fmt.Errorf("reconcile with file events: %w", err)
+	}
+	if r.err != nil {
+		return fmt.Errorf("file event: %w", r.err)
+	}
+	if len(r.took) == 0 {
+		fmt.Printf("file events during an admin reconcile (%s): none\n", d.Round(time.Millisecond))
+		return nil
+	}
+	slices.Sort(r.took)
+	pct := func(p float64) time.Duration {
+		return r.took[int(p*float64(len(r.took)-1))].Round(10 * time.Microsecond)
+	}
+	fmt.Printf("file events during an admin reconcile (%s): %d, each took p50 %s, p99 %s, max %s\n",
+		d.Round(time.Millisecond), len(r.took), pct(0.5), pct(0.99), pct(1))
 	return nil
 }
 

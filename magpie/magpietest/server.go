@@ -49,6 +49,10 @@ type Options struct {
 	WebhookClient *http.Client
 	// Log receives the emulator's logs (default: discarded).
 	Log *logrus.Entry
+	// Latency holds every answer this long before it is computed (a real
+	// Magpie resolves permissions in SQL: tens of milliseconds are typical).
+	// Requests wait concurrently; SetLatency changes it later.
+	Latency time.Duration
 }
 
 // Server is the Magpie emulator. All its methods are safe for concurrent use.
@@ -70,6 +74,8 @@ type Server struct {
 	faults                map[string][]*Fault
 	hits                  map[string]int
 	baseURL               string
+	latency               time.Duration
+	inFlight, peak        int // requests being answered now, and at most at once
 
 	wh  *deliverer
 	srv *http.Server
@@ -105,7 +111,7 @@ func New(opts Options) *Server {
 		users: map[int]*user{}, userNames: map[string]*user{}, groups: map[int]*group{}, res: map[int]*resource{},
 		userPerms: map[rowKey]map[string]perm{}, groupPerms: map[rowKey]map[string]perm{},
 		sessions: map[string]*session{}, tokens: map[string]*token{},
-		faults: map[string][]*Fault{}, hits: map[string]int{},
+		faults: map[string][]*Fault{}, hits: map[string]int{}, latency: opts.Latency,
 	}
 	s.wh = newDeliverer(s)
 	s.seed()
@@ -221,6 +227,30 @@ func (s *Server) Hits(route string) int {
 	return s.hits[route]
 }
 
+// SetLatency sets the time every answer is held from now on (see
+// Options.Latency).
+func (s *Server) SetLatency(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.latency = d
+}
+
+// PeakInFlight is the largest number of requests answered at once (from
+// their arrival to their answer, latency included) since the start or the
+// last ResetPeak.
+func (s *Server) PeakInFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.peak
+}
+
+// ResetPeak restarts PeakInFlight from the requests in flight now.
+func (s *Server) ResetPeak() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.peak = s.inFlight
+}
+
 // takeFault pops the fault applying to a route key, if any.
 func (s *Server) takeFault(method, pattern string) *Fault {
 	s.mu.Lock()
@@ -260,6 +290,19 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	s.mu.Lock()
+	latency := s.latency
+	s.inFlight++
+	s.peak = max(s.peak, s.inFlight)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.inFlight--
+		s.mu.Unlock()
+	}()
+	if !hold(r, latency) {
+		return
+	}
 	rt, params := matchRoute(r.Method, path)
 	if rt == nil {
 		s.reply(w, r, http.StatusNotFound, "The route resource could not be found.", nil)
@@ -287,14 +330,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 
 // applyFault carries out a fault; it reports whether the route still runs.
 func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, f *Fault) bool {
-	if f.Delay > 0 {
-		t := time.NewTimer(f.Delay)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			return false
-		}
+	if !hold(r, f.Delay) {
+		return false
 	}
 	if f.Reset {
 		if hj, ok := w.(http.Hijacker); ok {
@@ -318,6 +355,21 @@ func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, f *Fault) bo
 		s.reply(w, r, f.Status, "Injected failure.", nil)
 	}
 	return false
+}
+
+// hold holds the request d; it reports false when the client gave up.
+func hold(r *http.Request, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.Context().Done():
+		return false
+	}
 }
 
 // authenticate requires an unexpired session cookie of an administrator.

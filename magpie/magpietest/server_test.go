@@ -1,6 +1,7 @@
 package magpietest
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/http/cookiejar"
@@ -98,6 +99,61 @@ func TestFaults(t *testing.T) {
 	var ne interface{ Timeout() bool }
 	if !errors.As(err, &ne) || !ne.Timeout() {
 		t.Errorf("delay: err = %v, want a timeout", err)
+	}
+}
+
+// Latency holds every answer, held requests wait concurrently, and
+// PeakInFlight counts them.
+func TestLatency(t *testing.T) {
+	held := NewServer(t, Options{Latency: time.Minute})
+	hc := &http.Client{Timeout: 50 * time.Millisecond}
+	_, err := hc.Get(held.URL() + "/users")
+	var ne interface{ Timeout() bool }
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Errorf("Options.Latency: err = %v, want a timeout", err)
+	}
+
+	s := NewServer(t, Options{})
+	a := newAPI(t, s)
+	s.SetLatency(time.Minute)
+	s.ResetPeak()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	answered := make(chan error, 3)
+	for range 3 {
+		go func() {
+			req, _ := http.NewRequestWithContext(ctx, "GET", s.URL()+"/users", nil)
+			resp, err := a.hc.Do(req)
+			if err == nil {
+				resp.Body.Close()
+			}
+			answered <- err
+		}()
+	}
+	deadline := time.After(10 * time.Second)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for s.PeakInFlight() < 3 {
+		select {
+		case err := <-answered:
+			t.Fatalf("a request held a minute was answered: %v", err)
+		case <-deadline:
+			t.Fatalf("PeakInFlight = %d, want 3 requests held at once", s.PeakInFlight())
+		case <-tick.C:
+		}
+	}
+	cancel()
+	for range 3 {
+		if err := <-answered; !errors.Is(err, context.Canceled) {
+			t.Errorf("held request: err = %v, want context.Canceled", err)
+		}
+	}
+	s.SetLatency(0)
+	if code, _ := a.do("GET", "/users", nil); code != 200 {
+		t.Errorf("after SetLatency(0): %d", code)
+	}
+	if got := s.PeakInFlight(); got != 3 {
+		t.Errorf("PeakInFlight = %d, want 3", got)
 	}
 }
 
