@@ -110,28 +110,55 @@ func startDemo(dir, cowbirdURL string, out io.Writer, log *logrus.Entry) (*demo,
 // demoUsers are the users the demo's Magpie has, each with a workspace.
 var demoUsers = []string{"alice", "bob"}
 
+// build makes the demo's tree in d.dir, starts the emulators and writes
+// the config.
 func (d *demo) build(cowbirdURL string, log *logrus.Entry) error {
 	if err := d.workspaces(); err != nil {
 		return err
 	}
+	ids, err := d.startMagpie(cowbirdURL, log)
+	if err != nil {
+		return err
+	}
+	d.geoserver = geoservertest.New(geoservertest.Options{
+		PathMap: map[string]string{"/user_workspaces": filepath.Join(d.dir, "user_workspaces")},
+	})
+	if err := d.writeOutputs(ids); err != nil {
+		return err
+	}
+	return d.writeConfig()
+}
+
+// startMagpie starts the Magpie emulator, its webhooks calling cowbirdURL,
+// with the demo users and their permissions; it returns the users' ids.
+func (d *demo) startMagpie(cowbirdURL string, log *logrus.Entry) (map[string]int, error) {
 	d.magpie = magpietest.New(magpietest.Options{
 		Webhooks:     append(magpietest.CowbirdWebhooks(cowbirdURL), magpietest.CowbirdGroupWebhooks(cowbirdURL)...),
 		QuietSeeding: true,
 		Log:          log.WithField("emulator", "magpie"),
 	})
 	if err := d.magpie.Start(); err != nil {
-		return fmt.Errorf("magpie emulator: %w", err)
+		return nil, fmt.Errorf("magpie emulator: %w", err)
 	}
 	ids := map[string]int{}
 	for _, u := range demoUsers {
 		id, err := d.magpie.AddUser(u, "qwertyqwerty", "users")
 		if err != nil {
-			return fmt.Errorf("magpie emulator: %w", err)
+			return nil, fmt.Errorf("magpie emulator: %w", err)
 		}
 		ids[u] = id
 	}
-	// The group users reads every WPS output, but bob is denied the
-	// outputs of finch: his file there is deliberately not linked.
+	if err := d.magpieServices(); err != nil {
+		return nil, fmt.Errorf("magpie emulator: %w", err)
+	}
+	return ids, nil
+}
+
+// magpieServices adds the demo's services to the Magpie emulator, with
+// the routes and permissions of secure-data-proxy. The group users reads
+// every WPS output, but bob is denied the outputs of finch: his file there
+// is deliberately not linked.
+func (d *demo) magpieServices() error {
 	sdp, err := d.magpie.AddService("secure-data-proxy", "api")
 	var route, finch int
 	if err == nil {
@@ -152,13 +179,12 @@ func (d *demo) build(cowbirdURL string, log *logrus.Entry) error {
 	if err == nil {
 		_, err = d.magpie.AddService("geoserver", "geoserver")
 	}
-	if err != nil {
-		return fmt.Errorf("magpie emulator: %w", err)
-	}
-	d.geoserver = geoservertest.New(geoservertest.Options{
-		PathMap: map[string]string{"/user_workspaces": filepath.Join(d.dir, "user_workspaces")},
-	})
+	return err
+}
 
+// writeOutputs writes the demo's WPS outputs: a public one, one of alice
+// and one of bob that he is denied (d.denied), ids being the users' ids.
+func (d *demo) writeOutputs(ids map[string]int) error {
 	denied := fmt.Sprintf("wpsoutputs/finch/users/%d/77b0/pr.nc", ids["bob"])
 	d.denied = filepath.Join(d.dir, denied)
 	files := map[string]string{
@@ -175,6 +201,12 @@ func (d *demo) build(cowbirdURL string, log *logrus.Entry) error {
 			return fmt.Errorf("demo tree: %w", err)
 		}
 	}
+	return nil
+}
+
+// writeConfig writes the demo's config.yml, pointing at the emulators, and
+// sets d.configPath.
+func (d *demo) writeConfig() error {
 	cfg := fmt.Sprintf(demoConfig, d.dir, d.magpie.URL(), "qwertyqwerty",
 		d.geoserver.URL(), geoservertest.DefaultUser, geoservertest.DefaultPassword)
 	d.configPath = filepath.Join(d.dir, "config.yml")

@@ -386,10 +386,9 @@ func (e *explainer) workspace(user string) bool {
 // The route is found as the reconcile finds it (access.dir, route.file).
 func (e *explainer) readable(ctx context.Context, user, rel string) (read, ok bool) {
 	cfg := e.h.cfg
-	then := fixUser(user)
 	a := newAccess(e.mp, discardLog(), cfg.SecureDataProxyName, cfg.WPSOutputsResName)
 	if err := a.load(ctx); err != nil {
-		e.magpieDown("about the "+cfg.SecureDataProxyName+" service", err, then)
+		e.magpieDown("about the "+cfg.SecureDataProxyName+" service", err, fixUser(user))
 		return false, false
 	}
 	if a.open {
@@ -416,6 +415,15 @@ func (e *explainer) readable(ctx context.Context, user, rel string) (read, ok bo
 	} else {
 		e.ok("route", "%s (resource %d): the closest route to %s, which has none of its own", route, resID, full)
 	}
+	return e.readPermission(ctx, user, chain, resID)
+}
+
+// readPermission reports the effective read permission of user on the
+// route resource resID, the last of chain, with Magpie's reason; ok is
+// false when Magpie did not answer.
+func (e *explainer) readPermission(ctx context.Context, user string, chain []*magpie.Resource, resID int) (read, ok bool) {
+	then := fixUser(user)
+	route := routeName(chain)
 	perms, err := e.mp.UserPermissions(ctx, user, resID, magpie.Effective)
 	if err != nil {
 		e.magpieDown(fmt.Sprintf("with the effective permissions of %s on resource %d", user, resID), err, then)
@@ -704,58 +712,43 @@ func (c *counted) add(example string) {
 // their link tree, never following a symlink; nil when Magpie did not
 // answer (the fact is recorded).
 func (e *explainer) outputs(ctx context.Context, user string, id int) *outputs {
-	cfg := e.h.cfg
 	out := &outputs{sourceRoot: e.srcPath("*/users/" + strconv.Itoa(id))}
+	files, ok := e.sourceFiles(ctx, id, out)
+	if !ok {
+		return out
+	}
+	out.files = len(files)
+	if !e.tallyOutputs(ctx, user, files, out) {
+		return nil
+	}
+	return out
+}
+
+// sourceFile is a regular file among a user's sources, relative to
+// wps_outputs_dir.
+type sourceFile struct {
+	rel string
+	st  safefs.Stat
+}
+
+// sourceFiles lists the regular files under <bird>/users/<id>/ of every
+// bird and counts the birds in out; ok is false when there is nothing to
+// look at or a listing failed (out says which).
+func (e *explainer) sourceFiles(ctx context.Context, id int, out *outputs) (files []sourceFile, ok bool) {
+	cfg := e.h.cfg
 	wps, err := e.h.wpsRoot()
 	if errors.Is(err, fs.ErrNotExist) {
 		out.empty = "wps_outputs_dir " + cfg.WPSOutputsDir + " does not exist"
-		return out
+		return nil, false
 	}
 	if err != nil {
 		out.failure, out.failurePath = err.Error(), cfg.WPSOutputsDir
-		return out
-	}
-	type source struct {
-		rel string
-		st  safefs.Stat
-	}
-	var files []source
-	var walk func(d *safefs.Dir) error
-	walk = func(d *safefs.Dir) error {
-		defer d.Close()
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		ents, err := d.ReadDir()
-		if err != nil {
-			return err
-		}
-		for _, ent := range ents {
-			switch {
-			case ent.IsDir():
-				sub, err := d.OpenDir(ent.Name)
-				if notEnterable(err) {
-					continue
-				}
-				if err != nil {
-					return err
-				}
-				if err := walk(sub); err != nil {
-					return err
-				}
-			case ent.Type == 0:
-				st, err := d.Lstat(ent.Name)
-				if err == nil && st.Mode.IsRegular() {
-					files = append(files, source{rel: d.Join(ent.Name), st: st})
-				}
-			}
-		}
-		return nil
+		return nil, false
 	}
 	birds, err := wps.ReadDir("")
 	if err != nil {
 		out.failure, out.failurePath = err.Error(), cfg.WPSOutputsDir
-		return out
+		return nil, false
 	}
 	for _, b := range birds {
 		if !b.IsDir() {
@@ -766,21 +759,61 @@ func (e *explainer) outputs(ctx context.Context, user string, id int) *outputs {
 			continue
 		}
 		if err == nil {
-			err = walk(d)
+			files, err = walkSources(ctx, d, files)
 		}
 		if err != nil {
 			out.failure, out.failurePath = err.Error(), e.srcPath(path.Join(b.Name, "users", strconv.Itoa(id)))
-			return out
+			return nil, false
 		}
 		out.birds++
 	}
-	out.files = len(files)
+	return files, true
+}
 
+// walkSources appends the regular files below d to files, entering every
+// directory it can and never following a symlink; it closes d.
+func walkSources(ctx context.Context, d *safefs.Dir, files []sourceFile) ([]sourceFile, error) {
+	defer d.Close()
+	if err := ctx.Err(); err != nil {
+		return files, err
+	}
+	ents, err := d.ReadDir()
+	if err != nil {
+		return files, err
+	}
+	for _, ent := range ents {
+		switch {
+		case ent.IsDir():
+			sub, err := d.OpenDir(ent.Name)
+			if notEnterable(err) {
+				continue
+			}
+			if err != nil {
+				return files, err
+			}
+			if files, err = walkSources(ctx, sub, files); err != nil {
+				return files, err
+			}
+		case ent.Type == 0:
+			st, err := d.Lstat(ent.Name)
+			if err == nil && st.Mode.IsRegular() {
+				files = append(files, sourceFile{rel: d.Join(ent.Name), st: st})
+			}
+		}
+	}
+	return files, nil
+}
+
+// tallyOutputs asks Magpie whether user reads each of files and counts in
+// out how each is linked, then the stale links; false when Magpie did not
+// answer (the fact is recorded).
+func (e *explainer) tallyOutputs(ctx context.Context, user string, files []sourceFile, out *outputs) bool {
+	cfg := e.h.cfg
 	a := newAccess(e.mp, discardLog(), cfg.SecureDataProxyName, cfg.WPSOutputsResName)
 	if len(files) > 0 {
 		if err := a.load(ctx); err != nil {
 			e.magpieDown("about the "+cfg.SecureDataProxyName+" service", err, fixUser(user))
-			return nil
+			return false
 		}
 		out.open = a.open
 	}
@@ -792,35 +825,41 @@ func (e *explainer) outputs(ctx context.Context, user string, id int) *outputs {
 		read, err := a.readable(ctx, user, a.dir(strings.TrimSuffix(dir, "/")).file(name))
 		if err != nil {
 			e.magpieDown("with the permissions of "+user, err, fixUser(user))
-			return nil
+			return false
 		}
 		bird, _, sub, _ := userFile(f.rel)
 		link := path.Join(root, bird, sub)
 		expected[link] = true
-		if got, want := f.st.Mode&0o7, others(read); got != want {
-			out.modes.add(fmt.Sprintf("%s: %s, want %s", e.srcPath(f.rel), rwx(got), rwx(want)))
-		}
-		st, err := ws.Lstat(link)
-		present := err == nil
-		if !read {
-			out.denied.add(e.srcPath(f.rel))
-			if present {
-				out.deniedLinked.add(e.wsPath(link))
-			}
-			continue
-		}
-		out.readable++
-		switch {
-		case !present:
-			out.missing.add(e.wsPath(link))
-		case !st.Mode.IsRegular() || st.Ino != f.st.Ino || st.Dev != f.st.Dev:
-			out.wrong.add(e.wsPath(link))
-		default:
-			out.linked++
-		}
+		e.tallyOutput(ws, f, link, read, out)
 	}
 	e.staleLinks(root, expected, out)
-	return out
+	return true
+}
+
+// tallyOutput counts in out the source f, which user reads or not, and its
+// link (relative to workspace_dir, looked at in ws).
+func (e *explainer) tallyOutput(ws lstater, f sourceFile, link string, read bool, out *outputs) {
+	if got, want := f.st.Mode&0o7, others(read); got != want {
+		out.modes.add(fmt.Sprintf("%s: %s, want %s", e.srcPath(f.rel), rwx(got), rwx(want)))
+	}
+	st, err := ws.Lstat(link)
+	present := err == nil
+	if !read {
+		out.denied.add(e.srcPath(f.rel))
+		if present {
+			out.deniedLinked.add(e.wsPath(link))
+		}
+		return
+	}
+	out.readable++
+	switch {
+	case !present:
+		out.missing.add(e.wsPath(link))
+	case !st.Mode.IsRegular() || st.Ino != f.st.Ino || st.Dev != f.st.Dev:
+		out.wrong.add(e.wsPath(link))
+	default:
+		out.linked++
+	}
 }
 
 // staleLinks counts what the link root holds that mirrors no output of the

@@ -160,6 +160,24 @@ func New(cfg Config, sessions func() Magpie, watch Watcher, log *logrus.Entry, o
 	if log == nil {
 		return nil, errors.New("filesystem handler: logger is required")
 	}
+	cfg, public, err := checkConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("filesystem handler config: %w", err)
+	}
+	first, _, _ := strings.Cut(public, "/")
+	return &Handler{
+		cfg: cfg, sessions: sessions, watch: watch, log: log, opts: opts.withDefaults(), public: public,
+		metrics: newReconcileMetrics(), after: time.After,
+		// A user named like these would share their workspace with the
+		// public links (cowbird.md §8.4) or the archive.
+		reserved: map[string]bool{first: true, trashDir: true},
+	}, nil
+}
+
+// checkConfig returns cfg with its directories made absolute and its
+// defaults filled in, and its public workspace subpath, cleaned; the error
+// joins every problem found.
+func checkConfig(cfg Config) (Config, string, error) {
 	var errs []error
 	for _, d := range []struct {
 		key string
@@ -196,26 +214,22 @@ func New(cfg Config, sessions func() Magpie, watch Watcher, log *logrus.Entry, o
 	default:
 		errs = append(errs, fmt.Errorf("on_user_deleted: must be %q or %q, got %q", DeleteWorkspace, ArchiveWorkspace, cfg.OnUserDeleted))
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("filesystem handler config: %w", err)
+	return cfg, public, errors.Join(errs...)
+}
+
+// withDefaults returns o with the defaults New gives Workers,
+// MagpieConcurrency and AnswerMaxAge where they are unset.
+func (o Options) withDefaults() Options {
+	if o.Workers <= 0 {
+		o.Workers = 4 * runtime.NumCPU()
 	}
-	if opts.Workers <= 0 {
-		opts.Workers = 4 * runtime.NumCPU()
+	if o.MagpieConcurrency <= 0 {
+		o.MagpieConcurrency = DefaultMagpieConcurrency
 	}
-	if opts.MagpieConcurrency <= 0 {
-		opts.MagpieConcurrency = DefaultMagpieConcurrency
+	if o.AnswerMaxAge == 0 {
+		o.AnswerMaxAge = DefaultAnswerMaxAge
 	}
-	if opts.AnswerMaxAge == 0 {
-		opts.AnswerMaxAge = DefaultAnswerMaxAge
-	}
-	first, _, _ := strings.Cut(public, "/")
-	return &Handler{
-		cfg: cfg, sessions: sessions, watch: watch, log: log, opts: opts, public: public,
-		metrics: newReconcileMetrics(), after: time.After,
-		// A user named like these would share their workspace with the
-		// public links (cowbird.md §8.4) or the archive.
-		reserved: map[string]bool{first: true, trashDir: true},
-	}, nil
+	return o
 }
 
 // Name implements handlers.Handler.

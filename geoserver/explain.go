@@ -225,17 +225,26 @@ func (e *explainer) disk() {
 // geoserver checks the workspace, the datastore, the feature types and
 // the layers in GeoServer.
 func (e *explainer) geoserver(ctx context.Context) {
-	gs := e.h.gs
 	wsPath := "/workspaces/" + url.PathEscape(e.ws)
+	if !e.gsWorkspace(ctx, wsPath) || !e.gsDatastore(ctx, wsPath) {
+		return
+	}
+	e.gsLayers(ctx, wsPath)
+}
+
+// gsWorkspace checks the workspace at wsPath (GeoServer REST, relative);
+// false when GeoServer did not answer or has none (the facts are
+// recorded).
+func (e *explainer) gsWorkspace(ctx context.Context, wsPath string) bool {
 	var w struct {
 		Workspace struct {
 			Isolated flexBool `json:"isolated"`
 		} `json:"workspace"`
 	}
-	found, err := gs.get(ctx, wsPath, &w)
+	found, err := e.h.gs.get(ctx, wsPath, &w)
 	if err != nil {
 		e.gsDown(err)
-		return
+		return false
 	}
 	if !found {
 		note, waiting := e.jobNote(StepCreateWorkspace, "")
@@ -245,11 +254,18 @@ func (e *explainer) geoserver(ctx context.Context) {
 		}
 		e.fail("geoserver workspace", fix, "GeoServer has no workspace %s%s", e.ws, note)
 		e.fail("geoserver datastore", fix, "none: its workspace is missing")
-		return
+		return false
 	}
 	e.wsFound = true
 	e.ok("geoserver workspace", "%s exists in GeoServer", e.ws)
+	return true
+}
 
+// gsDatastore checks the user's datastore in the workspace at wsPath:
+// its url, type and state; false when GeoServer did not answer or has
+// none (the facts are recorded).
+func (e *explainer) gsDatastore(ctx context.Context, wsPath string) bool {
+	gs := e.h.gs
 	ds := DatastoreName(e.ws)
 	var d struct {
 		DataStore struct {
@@ -260,10 +276,10 @@ func (e *explainer) geoserver(ctx context.Context) {
 			} `json:"connectionParameters"`
 		} `json:"dataStore"`
 	}
-	found, err = gs.get(ctx, wsPath+"/datastores/"+url.PathEscape(ds), &d)
+	found, err := gs.get(ctx, wsPath+"/datastores/"+url.PathEscape(ds), &d)
 	if err != nil {
 		e.gsDown(err)
-		return
+		return false
 	}
 	note, waiting := e.jobNote(StepCreateDatastore, "")
 	fix := e.fixResync()
@@ -272,7 +288,7 @@ func (e *explainer) geoserver(ctx context.Context) {
 	}
 	if !found {
 		e.fail("geoserver datastore", fix, "workspace %s has no datastore %s%s", e.ws, ds, note)
-		return
+		return false
 	}
 	var wrong []string
 	if got, want := d.DataStore.ConnectionParameters.Entry.get("url"), gs.DatastoreURL(e.ws); got != want {
@@ -290,7 +306,13 @@ func (e *explainer) geoserver(ctx context.Context) {
 		e.dsOK = true
 		e.ok("geoserver datastore", "%s in workspace %s, url %s", ds, e.ws, gs.DatastoreURL(e.ws))
 	}
+	return true
+}
 
+// gsLayers lists the feature types and layers of the workspace at wsPath
+// and compares them with the shapefiles (layersFacts).
+func (e *explainer) gsLayers(ctx context.Context, wsPath string) {
+	gs := e.h.gs
 	var types, layers namedList
 	if _, err := gs.get(ctx, gs.featureTypesPath(e.ws), &struct {
 		FeatureTypes *namedList `json:"featureTypes"`
@@ -327,6 +349,13 @@ func (e *explainer) layersFacts() {
 	if !e.dirOK {
 		return // the disk is unknown: its datastore dir fact says why
 	}
+	e.publishedFact()
+	e.staleLayersFact()
+}
+
+// publishedFact reports the shapefiles that have no feature type and
+// layer in GeoServer, and marks the others published.
+func (e *explainer) publishedFact() {
 	var bad []string
 	fix := ""
 	for _, s := range e.shps {
@@ -335,27 +364,8 @@ func (e *explainer) layersFacts() {
 			e.published[s.layer] = true
 			continue
 		}
-		var why, f string
-		switch {
-		case hasType:
-			why = "GeoServer has feature type " + s.layer + " but no layer"
-			f = e.fixDeleteType(s.layer) + " && " + e.fixPublish(s.layer)
-		default:
-			why = "GeoServer has no feature type " + s.layer
-			f = e.fixPublish(s.layer)
-		}
-		if len(s.missing) > 0 {
-			why += ", and " + strings.Join(s.missing, ", ") + " missing (the .shp is published once .prj, .dbf and .shx are there)"
-			f = "add " + strings.Join(s.missing, ", ") + " to " + e.dir + ", then " + f
-		}
-		note, waiting := e.jobNote(StepPublishShapefile, s.layer)
-		if note == "" {
-			note, waiting = e.jobNote(StepValidateShapefile, s.layer)
-		}
-		if waiting && len(s.missing) == 0 {
-			f = fixWait
-		}
-		bad = append(bad, s.layer+" ("+why+note+")")
+		why, f := e.unpublished(s, hasType)
+		bad = append(bad, s.layer+" ("+why+")")
 		fix = either(fix, f)
 	}
 	switch {
@@ -367,7 +377,35 @@ func (e *explainer) layersFacts() {
 		e.fail("layers", fix, "%s in %s, %d published; not published: %s",
 			plural(len(e.shps), "shapefile"), e.dir, len(e.published), strings.Join(first(bad, 3), "; "))
 	}
+}
 
+// unpublished says why the shapefile s, which has a feature type or not,
+// is not published, with its job's note, and how to fix it.
+func (e *explainer) unpublished(s shapefile, hasType bool) (why, fix string) {
+	switch {
+	case hasType:
+		why = "GeoServer has feature type " + s.layer + " but no layer"
+		fix = e.fixDeleteType(s.layer) + " && " + e.fixPublish(s.layer)
+	default:
+		why = "GeoServer has no feature type " + s.layer
+		fix = e.fixPublish(s.layer)
+	}
+	if len(s.missing) > 0 {
+		why += ", and " + strings.Join(s.missing, ", ") + " missing (the .shp is published once .prj, .dbf and .shx are there)"
+		fix = "add " + strings.Join(s.missing, ", ") + " to " + e.dir + ", then " + fix
+	}
+	note, waiting := e.jobNote(StepPublishShapefile, s.layer)
+	if note == "" {
+		note, waiting = e.jobNote(StepValidateShapefile, s.layer)
+	}
+	if waiting && len(s.missing) == 0 {
+		fix = fixWait
+	}
+	return why + note, fix
+}
+
+// staleLayersFact reports the feature types that have no .shp on disk.
+func (e *explainer) staleLayersFact() {
 	onDisk := map[string]bool{}
 	for _, s := range e.shps {
 		onDisk[s.layer] = true
@@ -382,7 +420,7 @@ func (e *explainer) layersFacts() {
 		return
 	}
 	t := e.staleTypes[0]
-	fix = e.fixDeleteType(t)
+	fix := e.fixDeleteType(t)
 	note, waiting := e.jobNote(StepRemoveShapefile, t)
 	if waiting {
 		fix = fixWait
@@ -398,25 +436,42 @@ func (e *explainer) magpie(ctx context.Context) {
 	if !e.dirOK {
 		return
 	}
+	wsRes, ok := e.workspaceResource(ctx)
+	if !ok || !e.datastoreMode(ctx, wsRes) || len(e.shps) == 0 {
+		return
+	}
+	e.layerModes(ctx, wsRes)
+}
+
+// workspaceResource finds the user's workspace resource under the
+// geoserver services of Magpie (nil: none); ok is false when there is
+// nothing to compare with (the fact is recorded).
+func (e *explainer) workspaceResource(ctx context.Context) (wsRes *magpie.Resource, ok bool) {
 	trees, err := e.h.services(ctx)
 	switch {
 	case errors.Is(err, errNoMagpie):
 		e.ok("datastore mode", "no Magpie configured: modes are not synced to permissions (the handler's choice without Magpie)")
-		return
+		return nil, false
 	case errors.Is(err, ErrNoGeoserverService):
 		e.fail("datastore mode", "create a service of type geoserver in Magpie, then "+e.fixEntry(),
 			"Magpie has no service of type geoserver: the modes of %s are not synced to permissions", e.dir)
-		return
+		return nil, false
 	case err != nil:
 		e.magpieDown("about the geoserver services", err)
-		return
+		return nil, false
 	}
-	var wsRes *magpie.Resource
 	for _, t := range trees {
 		if c := t.Child(e.ws); c != nil {
 			wsRes = c
 		}
 	}
+	return wsRes, true
+}
+
+// datastoreMode compares the others bits of the datastore directory with
+// the user's permissions on wsRes (nil: Magpie has no workspace resource);
+// false when Magpie did not answer (the fact is recorded).
+func (e *explainer) datastoreMode(ctx context.Context, wsRes *magpie.Resource) bool {
 	dirR, dirW := e.dirMode&0o5 == 0o5, e.dirMode&0o2 != 0
 	switch {
 	case wsRes == nil && len(e.shps) == 0:
@@ -428,7 +483,7 @@ func (e *explainer) magpie(ctx context.Context) {
 	default:
 		r, w, ok := e.access(ctx, wsRes.ID)
 		if !ok {
-			return
+			return false
 		}
 		mp := fmt.Sprintf("Magpie gives %s read %s and write %s on workspace %s (resource %d)", e.ws, allowed(r), allowed(w), e.ws, wsRes.ID)
 		if r == dirR && w == dirW {
@@ -441,9 +496,12 @@ func (e *explainer) magpie(ctx context.Context) {
 				"others %s (read %s, write %s) but %s: they differ", rwx(e.dirMode&0o7), allowed(dirR), allowed(dirW), mp)
 		}
 	}
-	if len(e.shps) == 0 {
-		return
-	}
+	return true
+}
+
+// layerModes compares the others bits of each .shp with the user's
+// permissions on its layer resource under wsRes (nil: none).
+func (e *explainer) layerModes(ctx context.Context, wsRes *magpie.Resource) {
 	var bad []string
 	fix := ""
 	for _, s := range e.shps {

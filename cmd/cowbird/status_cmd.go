@@ -95,31 +95,59 @@ const statusIndent = 12
 // indented under it, and the command to run where something needs a look
 // (urlFlag is appended to those commands).
 func printDaemonStatus(w io.Writer, st api.DaemonStatus, urlFlag string) {
-	line := func(label, format string, args ...any) {
-		fmt.Fprintf(w, "%-*s%s\n", statusIndent, label, fmt.Sprintf(format, args...))
-	}
-	more := func(format string, args ...any) { line("", "  "+format, args...) }
+	p := statusPrinter{w: w, urlFlag: urlFlag}
+	p.head(st)
+	p.ready(st)
+	p.handlers(st.Handlers)
+	p.journal(st.Journal)
+	p.reconcile(st.Reconcile)
+	p.watches(st.Watches)
+	p.running(st.Actions)
+}
 
+// statusPrinter prints the topics of printDaemonStatus to w.
+type statusPrinter struct {
+	w       io.Writer
+	urlFlag string // appended to the commands it names
+}
+
+// line prints a topic's line: label, padded to statusIndent, then the text.
+func (p statusPrinter) line(label, format string, args ...any) {
+	fmt.Fprintf(p.w, "%-*s%s\n", statusIndent, label, fmt.Sprintf(format, args...))
+}
+
+// more prints a detail line, indented under the topic's.
+func (p statusPrinter) more(format string, args ...any) { p.line("", "  "+format, args...) }
+
+// head prints the first line: the versions, the uptime and when st was
+// checked.
+func (p statusPrinter) head(st api.DaemonStatus) {
 	head := fmt.Sprintf("cowbird %s (Cowbird API %s)", cmp.Or(st.Version, "unknown"), cmp.Or(st.APIVersion, "unknown"))
 	if !st.Started.IsZero() {
 		head += fmt.Sprintf(", up %s since %s", st.CheckedAt.Sub(st.Started).Round(time.Second), st.Started.Format(time.RFC3339))
 	}
-	fmt.Fprintf(w, "%s, checked %s\n", head, st.CheckedAt.Format(time.RFC3339))
+	fmt.Fprintf(p.w, "%s, checked %s\n", head, st.CheckedAt.Format(time.RFC3339))
+}
 
+// ready prints whether the daemon is ready, and why not.
+func (p statusPrinter) ready(st api.DaemonStatus) {
 	if st.Ready {
-		line("ready:", "yes")
-	} else {
-		line("ready:", "NO")
-		for _, r := range st.NotReady {
-			more("%s", r)
-		}
+		p.line("ready:", "yes")
+		return
 	}
+	p.line("ready:", "NO")
+	for _, r := range st.NotReady {
+		p.more("%s", r)
+	}
+}
 
+// handlers prints a line per handler, its name and state, names aligned.
+func (p statusPrinter) handlers(hs []api.HandlerState) {
 	nameWidth := 0
-	for _, h := range st.Handlers {
+	for _, h := range hs {
 		nameWidth = max(nameWidth, len(h.Name))
 	}
-	for i, h := range st.Handlers {
+	for i, h := range hs {
 		label := ""
 		if i == 0 {
 			label = "handlers:"
@@ -131,14 +159,16 @@ func printDaemonStatus(w io.Writer, st api.DaemonStatus, urlFlag string) {
 		if h.Detail != "" {
 			state += "; " + h.Detail
 		}
-		line(label, "%-*s  %s", nameWidth, h.Name, state)
+		p.line(label, "%-*s  %s", nameWidth, h.Name, state)
 	}
-	if len(st.Handlers) == 0 {
-		line("handlers:", "none configured")
+	if len(hs) == 0 {
+		p.line("handlers:", "none configured")
 	}
+}
 
-	j := st.Journal
-	line("journal:", "%s kept, %d pending, %d failed", plural(j.Events, "event"), j.Pending, j.Failed)
+// journal prints the event journal's backlog and failed events.
+func (p statusPrinter) journal(j api.JournalState) {
+	p.line("journal:", "%s kept, %d pending, %d failed", plural(j.Events, "event"), j.Pending, j.Failed)
 	if j.Pending > 0 {
 		detail := ""
 		if j.OldestPending != nil {
@@ -148,44 +178,53 @@ func printDaemonStatus(w io.Writer, st api.DaemonStatus, urlFlag string) {
 			detail = strings.TrimPrefix(detail+", next retry "+j.NextRetry.Format(time.RFC3339), ", ")
 		}
 		if detail != "" {
-			more("pending: %s", detail)
+			p.more("pending: %s", detail)
 		}
-		more("see: cowbird events list --pending%s", urlFlag)
+		p.more("see: cowbird events list --pending%s", p.urlFlag)
 	}
 	if j.Failed > 0 {
-		more("newest failed: event %d; see: cowbird events list --failed%s, cowbird events show %d%s",
-			j.LastFailed, urlFlag, j.LastFailed, urlFlag)
+		p.more("newest failed: event %d; see: cowbird events list --failed%s, cowbird events show %d%s",
+			j.LastFailed, p.urlFlag, j.LastFailed, p.urlFlag)
 	}
+}
 
-	r := st.Reconcile
+// reconcile prints the reconciles since start and the last reconcile
+// action with its figures.
+func (p statusPrinter) reconcile(r api.ReconcileState) {
 	switch {
 	case r.RunsOK < 0:
-		line("reconcile:", "no FileSystem handler")
+		p.line("reconcile:", "no FileSystem handler")
 	default:
-		line("reconcile:", "%d ok, %d failed since start (start-up, overflow, resync, periodic)", r.RunsOK, r.RunsFailed)
+		p.line("reconcile:", "%d ok, %d failed since start (start-up, overflow, resync, periodic)", r.RunsOK, r.RunsFailed)
 	}
-	if l := r.Last; l != nil {
-		who := l.Type
-		if l.Type == resyncType {
-			who += " " + l.Handler
+	l := r.Last
+	if l == nil {
+		if r.RunsOK >= 0 {
+			p.more("last action: none kept")
 		}
-		if l.Label != "" {
-			who += " " + strconv.Quote(l.Label)
-		}
-		more("last action: %s %s %s, in %s, id %s", who, l.Status, l.Completed.Format(time.RFC3339),
-			l.Completed.Sub(l.Started).Round(time.Millisecond), l.ActionID)
-		if f := l.Figures; f != nil {
-			more("  %s; links %d created, %d replaced, %d removed; %d modes fixed; dirs %d created, %d removed; %d skipped, %d failed",
-				plural(f.Sources, "source"), f.LinksCreated, f.LinksReplaced, f.LinksRemoved, f.ModesFixed, f.DirsCreated, f.DirsRemoved, f.Skipped, f.Failed)
-		}
-		if l.Status == actions.Failed {
-			more("  %s; see: cowbird actions log %s%s", cmp.Or(l.Error, "failed"), l.ActionID, urlFlag)
-		}
-	} else if r.RunsOK >= 0 {
-		more("last action: none kept")
+		return
 	}
+	who := l.Type
+	if l.Type == resyncType {
+		who += " " + l.Handler
+	}
+	if l.Label != "" {
+		who += " " + strconv.Quote(l.Label)
+	}
+	p.more("last action: %s %s %s, in %s, id %s", who, l.Status, l.Completed.Format(time.RFC3339),
+		l.Completed.Sub(l.Started).Round(time.Millisecond), l.ActionID)
+	if f := l.Figures; f != nil {
+		p.more("  %s; links %d created, %d replaced, %d removed; %d modes fixed; dirs %d created, %d removed; %d skipped, %d failed",
+			plural(f.Sources, "source"), f.LinksCreated, f.LinksReplaced, f.LinksRemoved, f.ModesFixed, f.DirsCreated, f.DirsRemoved, f.Skipped, f.Failed)
+	}
+	if l.Status == actions.Failed {
+		p.more("  %s; see: cowbird actions log %s%s", cmp.Or(l.Error, "failed"), l.ActionID, p.urlFlag)
+	}
+}
 
-	ws := st.Watches
+// watches prints the inotify watches used against the limit, and the
+// degraded ones.
+func (p statusPrinter) watches(ws api.WatchState) {
 	budget := "limit unknown"
 	if ws.MaxWatches > 0 {
 		pct := 100 * float64(ws.Watches) / float64(ws.MaxWatches)
@@ -195,24 +234,27 @@ func printDaemonStatus(w io.Writer, st api.DaemonStatus, urlFlag string) {
 		}
 		budget += ")"
 	}
-	line("watches:", "%d %s, %d degraded, %d overflows, %d refused at the limit",
+	p.line("watches:", "%d %s, %d degraded, %d overflows, %d refused at the limit",
 		ws.Watches, budget, len(ws.Degraded), ws.Overflows, ws.LimitErrors)
 	for _, dg := range ws.Degraded {
-		more("%s %s: %s (since %s, %s; retried every 30 s)", dg.Handler, dg.Path, dg.Error,
+		p.more("%s %s: %s (since %s, %s; retried every 30 s)", dg.Handler, dg.Path, dg.Error,
 			dg.Since.Format(time.RFC3339), plural(dg.Failures, "failure"))
 	}
+}
 
-	if len(st.Actions) == 0 {
-		line("actions:", "none running")
+// running prints the actions running or waiting.
+func (p statusPrinter) running(as []api.RunningAction) {
+	if len(as) == 0 {
+		p.line("actions:", "none running")
 		return
 	}
-	line("actions:", "%d running or waiting", len(st.Actions))
-	for _, a := range st.Actions {
+	p.line("actions:", "%d running or waiting", len(as))
+	for _, a := range as {
 		what := a.Type
 		if a.Label != "" {
 			what += " " + strconv.Quote(a.Label)
 		}
-		more("%s  %s  %s  %s, started %s by %s", a.ActionID, what, a.Status, cmp.Or(a.DisplayStatus, "-"),
+		p.more("%s  %s  %s  %s, started %s by %s", a.ActionID, what, a.Status, cmp.Or(a.DisplayStatus, "-"),
 			a.Started.Format(time.RFC3339), a.Creator)
 	}
 }
