@@ -3,7 +3,6 @@ package filesystem
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -156,12 +154,14 @@ func (e *explainer) magpieDown(what string, err error, then string) {
 }
 
 // The fixes.
-func fixUser(user string) string { return "cowbird resync FileSystem --user " + shellQuote(user) }
+func fixUser(user string) string {
+	return "cowbird resync FileSystem --user " + handlers.ShellQuote(user)
+}
 
 const fixAll = "cowbird resync FileSystem"
 
 func fixWorkspace(user string) string {
-	return `run the user.resync action for ` + user + `: POST /actions/v1/user.resync with body {"user_name": ` + quoteJSON(user) +
+	return `run the user.resync action for ` + user + `: POST /actions/v1/user.resync with body {"user_name": ` + handlers.QuoteJSON(user) +
 		`} (the user_created of the FileSystem handler: makes the workspace, its notebooks symlink and links)`
 }
 
@@ -252,7 +252,7 @@ func (e *explainer) public(rel string, src *safefs.Stat) {
 		return
 	}
 	if got := src.Mode & 0o7; got&0o4 == 0 {
-		e.fail("others bits", "chmod o+r "+shellQuote(e.srcPath(rel)),
+		e.fail("others bits", "chmod o+r "+handlers.ShellQuote(e.srcPath(rel)),
 			"%s: the public link gives no user read access (public outputs keep the mode they were written with)", rwx(got))
 	} else {
 		e.ok("others bits", "%s: readable through the public link (public outputs keep the mode they were written with)", rwx(got))
@@ -366,10 +366,10 @@ func (e *explainer) workspace(user string) bool {
 	case err != nil:
 		e.fail("workspace", fixReach(abs), "lstat %s: %v", abs, err)
 	case st.IsSymlink():
-		e.fail("workspace", "remove the symlink "+shellQuote(abs)+", then "+fixWorkspace(user),
+		e.fail("workspace", "remove the symlink "+handlers.ShellQuote(abs)+", then "+fixWorkspace(user),
 			"%s is a symlink (never followed): nothing is linked into it", abs)
 	case !st.IsDir():
-		e.fail("workspace", "move "+shellQuote(abs)+" away, then "+fixWorkspace(user), "%s is %s, not a directory: nothing is linked into it", abs, kind(st))
+		e.fail("workspace", "move "+handlers.ShellQuote(abs)+" away, then "+fixWorkspace(user), "%s is %s, not a directory: nothing is linked into it", abs, kind(st))
 	case st.Mode&0o7 != 0o5:
 		e.fail("workspace", fixWorkspace(user), "%s: a real directory, but others %s, want r-x (mode %s)", abs, rwx(st.Mode&0o7), st.Mode)
 		return true
@@ -639,7 +639,7 @@ func (e *explainer) notebooks(user string) {
 		e.fail("notebooks", fixReach(abs), "lstat %s: %v", abs, err)
 		return
 	case !st.IsSymlink():
-		e.fail("notebooks", "move "+shellQuote(abs)+" away, then "+fix,
+		e.fail("notebooks", "move "+handlers.ShellQuote(abs)+" away, then "+fix,
 			"%s is %s, not a symlink: the reconcile does not replace it", abs, kind(st))
 		return
 	}
@@ -989,23 +989,6 @@ func allowed(read bool) string {
 		return "allow"
 	}
 	return "deny"
-}
-
-// plainWord is what shellQuote leaves as it is.
-var plainWord = regexp.MustCompile(`^[A-Za-z0-9@%+=:,./_-]+$`)
-
-// shellQuote quotes s for a POSIX shell when it needs it.
-func shellQuote(s string) string {
-	if plainWord.MatchString(s) {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
-// quoteJSON is s as a JSON string.
-func quoteJSON(s string) string {
-	b, _ := json.Marshal(s) // a string always encodes
-	return string(b)
 }
 
 // discardLog is the logger of an explanation's access resolution: explain

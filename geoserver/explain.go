@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -142,11 +141,11 @@ const fixWait = "none to run: the pending GeoServer job is retried by itself (up
 // fixResync rebuilds the user's datastore directory, GeoServer workspace
 // and datastore, and watch.
 func (e *explainer) fixResync() string {
-	fix := `run the user.resync action for ` + e.ws + `: POST /actions/v1/user.resync with body {"user_name": ` + quoteJSON(e.ws) +
+	fix := `run the user.resync action for ` + e.ws + `: POST /actions/v1/user.resync with body {"user_name": ` + handlers.QuoteJSON(e.ws) +
 		`} (user_created again: the datastore directory, GeoServer workspace and datastore, and watch)`
 	if e.dirOK && e.dirMode&0o7 != 0o7 {
 		fix += fmt.Sprintf("; it also sets %s to others rwx, as user_created does: run chmod %s %s after it to keep others %s",
-			e.dir, chmodArg(e.dirMode&0o7), shellQuote(e.dir), rwx(e.dirMode&0o7))
+			e.dir, chmodArg(e.dirMode&0o7), handlers.ShellQuote(e.dir), rwx(e.dirMode&0o7))
 	}
 	return fix
 }
@@ -158,14 +157,14 @@ func (e *explainer) shp(layer string) string { return filepath.Join(e.h.dir, mai
 // datastore is published (re-creating it in place: cp then mv, never a
 // removal, which would remove the layer and its companions).
 func (e *explainer) fixPublish(layer string) string {
-	p, tmp := shellQuote(layer+".shp"), shellQuote(layer+".shp.tmp")
-	return "cd " + shellQuote(e.dir) + " && cp -p " + p + " " + tmp + " && mv -f " + tmp + " " + p + "  # a .shp created in the datastore is published"
+	p, tmp := handlers.ShellQuote(layer+".shp"), handlers.ShellQuote(layer+".shp.tmp")
+	return "cd " + handlers.ShellQuote(e.dir) + " && cp -p " + p + " " + tmp + " && mv -f " + tmp + " " + p + "  # a .shp created in the datastore is published"
 }
 
 // fixDeleteType removes feature type name, and its layer, from GeoServer.
 func (e *explainer) fixDeleteType(name string) string {
 	u := e.h.gs.redacted + e.h.gs.featureTypesPath(e.ws) + "/" + url.PathEscape(name) + "?recurse=true"
-	return `curl -u "$GEOSERVER_ADMIN_USER:$GEOSERVER_ADMIN_PASSWORD" -X DELETE ` + shellQuote(u)
+	return `curl -u "$GEOSERVER_ADMIN_USER:$GEOSERVER_ADMIN_PASSWORD" -X DELETE ` + handlers.ShellQuote(u)
 }
 
 // disk checks the datastore directory and lists its shapefiles.
@@ -187,7 +186,7 @@ func (e *explainer) disk() {
 		e.fail(check, e.fixResync(), "%s is missing: the user's shapefiles have nowhere to go", e.dir)
 		return
 	case errors.Is(err, safefs.ErrSymlink) || err == nil && !st.IsDir():
-		e.fail(check, "move "+shellQuote(e.dir)+" away, then "+e.fixResync(),
+		e.fail(check, "move "+handlers.ShellQuote(e.dir)+" away, then "+e.fixResync(),
 			"%s is not a real directory (a symlink or a file is on the way, never followed)", e.dir)
 		return
 	case err != nil:
@@ -491,7 +490,7 @@ func (e *explainer) datastoreMode(ctx context.Context, wsRes *magpie.Resource) b
 		} else {
 			want := others(r, w, true)
 			e.fail("datastore mode", fmt.Sprintf("chmod %s %s  # applies Magpie's permissions to the directory; "+
-				"if others %s is what %s should have instead, run: %s", chmodArg(want), shellQuote(e.dir), rwx(e.dirMode&0o7), e.ws,
+				"if others %s is what %s should have instead, run: %s", chmodArg(want), handlers.ShellQuote(e.dir), rwx(e.dirMode&0o7), e.ws,
 				strings.Replace(e.fixEntry(), "  # ", " (", 1)+")"),
 				"others %s (read %s, write %s) but %s: they differ", rwx(e.dirMode&0o7), allowed(dirR), allowed(dirW), mp)
 		}
@@ -510,7 +509,7 @@ func (e *explainer) layerModes(ctx context.Context, wsRes *magpie.Resource) {
 			l = wsRes.Child(s.layer)
 		}
 		fr, fw := s.mode&0o4 != 0, s.mode&0o2 != 0
-		again := fmt.Sprintf("chmod %s %s", chmodArg(s.mode&0o7), shellQuote(e.shp(s.layer)))
+		again := fmt.Sprintf("chmod %s %s", chmodArg(s.mode&0o7), handlers.ShellQuote(e.shp(s.layer)))
 		if l == nil {
 			bad = append(bad, fmt.Sprintf("%s.shp: others %s, no Magpie layer resource", s.layer, rwx(s.mode&0o7)))
 			fix = either(fix, again+"  # the mode change makes the layer resource and its permissions")
@@ -527,7 +526,7 @@ func (e *explainer) layerModes(ctx context.Context, wsRes *magpie.Resource) {
 			s.layer, rwx(s.mode&0o7), allowed(r), allowed(w), l.ID))
 		want := others(r, w, false)
 		fix = either(fix, fmt.Sprintf("chmod %s %s  # applies Magpie's permissions to the file; if others %s is what %s should have instead, run: %s "+
-			"(a mode change of a .shp sets its layer permissions)", chmodArg(want), shellQuote(e.shp(s.layer)), rwx(s.mode&0o7), e.ws, again))
+			"(a mode change of a .shp sets its layer permissions)", chmodArg(want), handlers.ShellQuote(e.shp(s.layer)), rwx(s.mode&0o7), e.ws, again))
 	}
 	if len(bad) == 0 {
 		e.ok("layer modes", "the others bits of all %s agree with %s's Magpie permissions on their layers", plural(len(e.shps), ".shp"), e.ws)
@@ -540,7 +539,7 @@ func (e *explainer) layerModes(ctx context.Context, wsRes *magpie.Resource) {
 // fixEntry makes Magpie's workspace permissions follow the datastore
 // directory's mode: an entry added to or removed from it does.
 func (e *explainer) fixEntry() string {
-	f := shellQuote(filepath.Join(e.dir, ".cowbird-sync"))
+	f := handlers.ShellQuote(filepath.Join(e.dir, ".cowbird-sync"))
 	return "touch " + f + " && rm " + f + "  # an entry added or removed sets the workspace permissions from the directory's mode"
 }
 
@@ -621,7 +620,7 @@ func (e *explainer) outcome(s Step) (holds bool, fix string) {
 		return e.listed && !e.types[s.Shapefile], e.fixDeleteType(s.Shapefile)
 	case StepRemoveWorkspace:
 		u := e.h.gs.redacted + "/workspaces/" + url.PathEscape(e.ws) + "?recurse=true"
-		return !e.wsFound, `curl -u "$GEOSERVER_ADMIN_USER:$GEOSERVER_ADMIN_PASSWORD" -X DELETE ` + shellQuote(u)
+		return !e.wsFound, `curl -u "$GEOSERVER_ADMIN_USER:$GEOSERVER_ADMIN_PASSWORD" -X DELETE ` + handlers.ShellQuote(u)
 	}
 	return false, "GET /handlers/Geoserver shows the job"
 }
@@ -843,21 +842,4 @@ func either(a, b string) string {
 		return a
 	}
 	return b
-}
-
-// plainWord is what shellQuote leaves as it is.
-var plainWord = regexp.MustCompile(`^[A-Za-z0-9@%+=:,./_-]+$`)
-
-// shellQuote quotes s for a POSIX shell when it needs it.
-func shellQuote(s string) string {
-	if plainWord.MatchString(s) {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
-// quoteJSON is s as a JSON string.
-func quoteJSON(s string) string {
-	b, _ := json.Marshal(s) // a string always encodes
-	return string(b)
 }
