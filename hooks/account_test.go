@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/cowbird-go/cowbird/handlers"
+	"github.com/cowbird-go/cowbird/session/sessiontest"
 )
 
 // markerHook is a user_created hook, run_as the new user, whose task
@@ -242,30 +243,11 @@ func TestReadSystemAccounts(t *testing.T) {
 
 var osSeq atomic.Uint32
 
-// osUser creates a throw-away OS account (its own group, a usable password
-// field unless args set one) with the extra useradd args, deleted when the
-// test ends. It skips the test unless it runs as root with useradd.
+// osUser creates a throw-away OS account with the extra useradd args (see
+// sessiontest.User).
 func osUser(t *testing.T, args ...string) (name string, uid, gid uint32) {
 	t.Helper()
-	requireUseradd(t)
-	name = fmt.Sprintf("cbh%d%c", os.Getpid(), 'a'+rune(osSeq.Add(1)%26))
-	// An unusable hash that is not a lock: like a password nobody knows.
-	all := append([]string{"--no-create-home", "--user-group", "-p", "$6$cowbird$notarealhash"}, args...)
-	if out, err := exec.Command("useradd", append(all, name)...).CombinedOutput(); err != nil {
-		t.Fatalf("useradd %s: %v: %s", name, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
-			t.Errorf("userdel %s: %v: %s", name, err, out)
-		}
-	})
-	u, err := user.Lookup(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, _ := strconv.ParseUint(u.Uid, 10, 32)
-	g, _ := strconv.ParseUint(u.Gid, 10, 32)
-	return name, uint32(id), uint32(g)
+	return sessiontest.User(t, args...)
 }
 
 // osGroup creates a throw-away system group (gid below GID_MIN).

@@ -251,7 +251,7 @@ func TestSudoAction(t *testing.T) {
 
 // The hook runs with the run_as user's uid and gid when the daemon is root.
 func TestImpersonation(t *testing.T) {
-	name, uid, gid := osUser(t) // sessiontest.User locks the password: a templated run_as refuses it
+	name, uid, gid := osUser(t)
 	// A directory the user may write into, outside t.TempDir's 0700 parents.
 	out, err := os.MkdirTemp("", "cowbird-hooks-")
 	if err != nil {

@@ -14,10 +14,11 @@ import (
 
 var seq atomic.Uint32
 
-// User creates a throw-away OS user (no home, its own group), deleted when
-// the test ends, and returns its name, uid and gid. It skips the test unless
-// it runs as root with useradd.
-func User(t testing.TB) (name string, uid, gid uint32) {
+// User creates a throw-away OS user (no home, its own group, a password
+// nobody knows) with the extra useradd args, deleted when the test ends,
+// and returns its name, uid and gid. It skips the test unless it runs as
+// root with useradd.
+func User(t testing.TB, args ...string) (name string, uid, gid uint32) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("impersonation needs the daemon to run as root: skipped (run the tests as root to cover it)")
@@ -29,7 +30,8 @@ func User(t testing.TB) (name string, uid, gid uint32) {
 	name = fmt.Sprintf("cbtest%d%c", os.Getpid(), 'a'+rune(seq.Add(1)%26))
 	// A password (one nobody knows) so that the account is not locked: hooks
 	// refuse to run as a locked account reached through a template.
-	if out, err := exec.Command(useradd, "--no-create-home", "--user-group", "-p", "$6$cowbird$notarealhash", name).CombinedOutput(); err != nil {
+	all := append([]string{"--no-create-home", "--user-group", "-p", "$6$cowbird$notarealhash"}, args...)
+	if out, err := exec.Command(useradd, append(all, name)...).CombinedOutput(); err != nil {
 		t.Fatalf("useradd %s: %v: %s", name, err, out)
 	}
 	t.Cleanup(func() {
