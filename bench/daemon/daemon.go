@@ -29,6 +29,9 @@ func Build(ctx context.Context, bin, dir string) (string, error) {
 	return bin, nil
 }
 
+// ReadyTimeout bounds how long Start waits for /readyz 200.
+var ReadyTimeout = 30 * time.Second
+
 // Daemon is a running `cowbird serve`.
 type Daemon struct {
 	// URL is the daemon's base URL, e.g. http://127.0.0.1:41234.
@@ -69,7 +72,7 @@ func (d *Daemon) Stop() {
 }
 
 func (d *Daemon) waitReady(ctx context.Context) error {
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(ReadyTimeout)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.URL+"/readyz", nil)
 		if err != nil {
