@@ -129,6 +129,14 @@ func (h *Handler) permission(ctx context.Context, ev handlers.PermissionEvent) e
 	if err != nil {
 		return err
 	}
+	all, err := mp.Users(ctx) // the session's answer: asked once
+	if err != nil {
+		return fmt.Errorf("%s: magpie users: %w", ev.Name(), err)
+	}
+	opts := ReconcileOptions{users: make(map[int]string, len(all))}
+	for _, u := range all {
+		opts.users[u.ID] = u.Name
+	}
 	h.runMu.Lock()
 	defer h.runMu.Unlock()
 	var errs []error
@@ -138,7 +146,7 @@ func (h *Handler) permission(ctx context.Context, ev handlers.PermissionEvent) e
 			continue
 		}
 		for _, p := range h.userTargets(target, u.id) {
-			if _, err := h.reconcile(ctx, mp, Scope{Path: p}, ReconcileOptions{}, shared); err != nil {
+			if _, err := h.reconcile(ctx, mp, Scope{Path: p}, opts, shared); err != nil {
 				if handlers.IsTransient(err) {
 					return fmt.Errorf("%s: %w", ev.Name(), err)
 				}

@@ -29,6 +29,11 @@ type ReconcileOptions struct {
 	// reconcile. Admin resyncs leave it unset: they ask Magpie afresh (and
 	// renew the answers kept). Other scopes always ask afresh.
 	ReuseAnswers bool
+
+	// users, when set, are Magpie's users by id, already known to the
+	// caller (a permission event reconciling each member's outputs builds
+	// the map once, not once per member).
+	users map[int]string
 }
 
 // Reconcile brings the links, modes and notebooks symlinks of scope to the
@@ -197,6 +202,9 @@ func (h *Handler) newRun(ctx context.Context, mp Magpie, scope Scope, opts Recon
 		full: full, gen: h.index.begin(full), indexBefore: h.indexedBefore(),
 		access: a, pool: newPool(h.opts.Workers, stop),
 		wsOK: map[string]bool{}, warned: map[string]bool{}, roots: map[string]*node{}, claimed: map[string]bool{},
+	}
+	if opts.users != nil {
+		r.knowUsers(opts.users)
 	}
 	r.bgCtx, r.bgStop = context.WithCancel(ctx)
 	return r, nil
