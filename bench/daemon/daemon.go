@@ -3,6 +3,7 @@
 package daemon
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -11,7 +12,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
+
+	"github.com/cowbird-go/cowbird/magpie/magpietest"
 )
 
 // Build returns bin, or when it is empty builds ./cmd/cowbird into dir and
@@ -139,3 +144,75 @@ func Median(xs []float64) float64 {
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
+
+// Metric reads one unlabelled sample from a Prometheus text endpoint.
+func Metric(ctx context.Context, url, name string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("get metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return 0, fmt.Errorf("metric %s: %w", name, err)
+			}
+			return f, nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, fmt.Errorf("read metrics: %w", err)
+	}
+	return 0, fmt.Errorf("metric %s: not found", name)
+}
+
+// MagpieRequests is the number of requests the emulator has answered.
+func MagpieRequests(mg *magpietest.Server) int {
+	n := 0
+	for _, r := range magpietest.Routes() {
+		n += mg.Hits(r)
+	}
+	return n
+}
+
+// Memory is the VmRSS and VmHWM (peak) of process pid, "unknown" when
+// /proc does not tell.
+func Memory(pid int) (rss, hwm string) {
+	rss, hwm = "unknown", "unknown"
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return rss, hwm
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			rss = strings.TrimSpace(v)
+		}
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			hwm = strings.TrimSpace(v)
+		}
+	}
+	return rss, hwm
+}
+
+// FileSystemConfig is the config of the drivers that run the Magpie and
+// FileSystem handlers: format it with the Magpie emulator's URL and the
+// tree's directory (holding ws, jupyterhub and wps).
+const FileSystemConfig = `handlers:
+  Magpie:
+    active: true
+    url: %[1]s
+    admin_user: admin
+    admin_password: qwertyqwerty
+  FileSystem:
+    active: true
+    priority: 1
+    workspace_dir: %[2]s/ws
+    jupyterhub_user_data_dir: %[2]s/jupyterhub
+    wps_outputs_dir: %[2]s/wps
+`

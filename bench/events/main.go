@@ -16,7 +16,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -45,20 +44,6 @@ const (
 	steadyDrain = time.Minute      // wait for the last steady links
 	burstDrain  = 5 * time.Minute  // wait for every burst link
 )
-
-const benchConfig = `handlers:
-  Magpie:
-    active: true
-    url: %[1]s
-    admin_user: admin
-    admin_password: qwertyqwerty
-  FileSystem:
-    active: true
-    priority: 1
-    workspace_dir: %[2]s/ws
-    jupyterhub_user_data_dir: %[2]s/jupyterhub
-    wps_outputs_dir: %[2]s/wps
-`
 
 func main() {
 	rate := flag.Int("rate", 200, "steady phase: files created per second")
@@ -174,7 +159,7 @@ func run(ctx context.Context, bin string, rate, seconds, burst int, dirsFirst bo
 		return err
 	}
 	cfg := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, benchConfig, mg.URL(), dir), 0o600); err != nil {
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, daemon.FileSystemConfig, mg.URL(), dir), 0o600); err != nil {
 		return err
 	}
 	d, err := daemon.Start(ctx, bin, cfg, dir)
@@ -195,10 +180,10 @@ func run(ctx context.Context, bin string, rate, seconds, burst int, dirsFirst bo
 		return err
 	}
 	fmt.Printf("inotify max_queued_events=%s, magpie requests at start (incl. user_created): %d\n",
-		strings.TrimSpace(string(queued)), magpieRequests(mg))
+		strings.TrimSpace(string(queued)), daemon.MagpieRequests(mg))
 
 	// Steady phase: one file every 1/rate s, paced against the start time.
-	before := magpieRequests(mg)
+	before := daemon.MagpieRequests(mg)
 	n := rate * seconds
 	noise := daemon.StartNoise()
 	period := time.Second / time.Duration(rate)
@@ -215,7 +200,7 @@ func run(ctx context.Context, bin string, rate, seconds, burst int, dirsFirst bo
 	if err != nil {
 		return err
 	}
-	fmt.Printf("steady: %d files at %d/s  %s  magpie requests %d\n", n, rate, steady, magpieRequests(mg)-before)
+	fmt.Printf("steady: %d files at %d/s  %s  magpie requests %d\n", n, rate, steady, daemon.MagpieRequests(mg)-before)
 	fmt.Printf("        %s\n", noise.Stop())
 
 	// Burst phase: -burst files as fast as possible, filesPerJob per new
@@ -223,7 +208,7 @@ func run(ctx context.Context, bin string, rate, seconds, burst int, dirsFirst bo
 	// only once the daemon watches them all, so that every file queues an
 	// inotify event; otherwise the daemon, busy with the first events,
 	// watches most new directories late and finds their files by scanning.
-	before = magpieRequests(mg)
+	before = daemon.MagpieRequests(mg)
 	fs := fileSet{wps, links, "burst", uid}
 	jobs := (burst + filesPerJob - 1) / filesPerJob
 	var watched time.Duration
@@ -247,7 +232,7 @@ func run(ctx context.Context, bin string, rate, seconds, burst int, dirsFirst bo
 	}
 	var counts [3]float64 // overflows, events delivered, events dropped after an overflow
 	for i, name := range []string{"cowbird_inotify_overflows_total", "cowbird_monitor_events_total", "cowbird_monitor_dropped_events_total"} {
-		if counts[i], err = metric(ctx, base+"/metrics", name); err != nil {
+		if counts[i], err = daemon.Metric(ctx, base+"/metrics", name); err != nil {
 			return err
 		}
 	}
@@ -255,7 +240,7 @@ func run(ctx context.Context, bin string, rate, seconds, burst int, dirsFirst bo
 		"       %s  inotify overflows %.0f  file events delivered %.0f, dropped (covered by the overflow's reconcile) %.0f  magpie requests %d\n",
 		burst, jobs, dirsFirst, watched.Round(time.Millisecond), burstRes.created.Round(time.Millisecond),
 		burstRes.total.Round(time.Millisecond), max(0, burstRes.total-burstRes.created).Round(time.Millisecond),
-		burstRes, counts[0], counts[1], counts[2], magpieRequests(mg)-before)
+		burstRes, counts[0], counts[1], counts[2], daemon.MagpieRequests(mg)-before)
 
 	cpal, err := cpAL(ctx, filepath.Join(wps, fs.bird), filepath.Join(dir, "cpal"))
 	if err != nil {
@@ -263,7 +248,8 @@ func run(ctx context.Context, bin string, rate, seconds, burst int, dirsFirst bo
 	}
 	fmt.Printf("cp -al of the burst tree: %s  burst all-links time / cp -al = %.1fx\n",
 		cpal.Round(time.Millisecond), float64(burstRes.total)/float64(cpal))
-	fmt.Printf("daemon VmHWM %s, magpie requests per run %d\n", vmHWM(d.Pid()), magpieRequests(mg))
+	_, hwm := daemon.Memory(d.Pid())
+	fmt.Printf("daemon VmHWM %s, magpie requests per run %d\n", hwm, daemon.MagpieRequests(mg))
 	*sum = summary{
 		steadyP50: steady.pct(0.5), steadyP99: steady.pct(0.99), steadyMax: steady.pct(1),
 		burstAll: burstRes.total, burstP50: burstRes.pct(0.5), burstP99: burstRes.pct(0.99),
@@ -316,7 +302,7 @@ func (s fileSet) userDir() string {
 // directory's three new levels), then waits until the daemon's
 // cowbird_inotify_watches has grown by as many.
 func makeWatchedDirs(ctx context.Context, metrics string, fs fileSet, jobs int) error {
-	before, err := metric(ctx, metrics, "cowbird_inotify_watches")
+	before, err := daemon.Metric(ctx, metrics, "cowbird_inotify_watches")
 	if err != nil {
 		return err
 	}
@@ -328,7 +314,7 @@ func makeWatchedDirs(ctx context.Context, metrics string, fs fileSet, jobs int) 
 	want := before + float64(jobs+3)
 	deadline := time.Now().Add(burstDrain)
 	for {
-		n, err := metric(ctx, metrics, "cowbird_inotify_watches")
+		n, err := daemon.Metric(ctx, metrics, "cowbird_inotify_watches")
 		switch {
 		case err != nil:
 			return err
@@ -472,42 +458,6 @@ func userCreated(ctx context.Context, base string) error {
 	return nil
 }
 
-// magpieRequests is the number of requests the emulator has answered.
-func magpieRequests(mg *magpietest.Server) int {
-	n := 0
-	for _, r := range magpietest.Routes() {
-		n += mg.Hits(r)
-	}
-	return n
-}
-
-// metric reads one unlabelled sample from a Prometheus text endpoint.
-func metric(ctx context.Context, url, name string) (float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("get metrics: %w", err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				return 0, fmt.Errorf("metric %s: %w", name, err)
-			}
-			return f, nil
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return 0, fmt.Errorf("read metrics: %w", err)
-	}
-	return 0, fmt.Errorf("metric %s: not found", name)
-}
-
 // cpAL times `cp -al src dst`.
 func cpAL(ctx context.Context, src, dst string) (time.Duration, error) {
 	t0 := time.Now()
@@ -515,18 +465,4 @@ func cpAL(ctx context.Context, src, dst string) (time.Duration, error) {
 		return 0, fmt.Errorf("cp -al: %w: %s", err, out)
 	}
 	return time.Since(t0), nil
-}
-
-// vmHWM is the peak resident set size of a process.
-func vmHWM(pid int) string {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return "unknown"
-	}
-	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown"
 }

@@ -42,20 +42,6 @@ import (
 	"github.com/cowbird-go/cowbird/magpie/magpietest"
 )
 
-const benchConfig = `handlers:
-  Magpie:
-    active: true
-    url: %[1]s
-    admin_user: admin
-    admin_password: qwertyqwerty
-  FileSystem:
-    active: true
-    priority: 1
-    workspace_dir: %[2]s/ws
-    jupyterhub_user_data_dir: %[2]s/jupyterhub
-    wps_outputs_dir: %[2]s/wps
-`
-
 const (
 	birds       = 4
 	filesPerJob = 10
@@ -131,7 +117,7 @@ func newEnv(n int) (*env, error) {
 		e.close()
 		return nil, fmt.Errorf("seed magpie emulator: %w", err)
 	}
-	if err := os.WriteFile(e.config(), fmt.Appendf(nil, benchConfig, e.mg.URL(), dir), 0o600); err != nil {
+	if err := os.WriteFile(e.config(), fmt.Appendf(nil, daemon.FileSystemConfig, e.mg.URL(), dir), 0o600); err != nil {
 		e.close()
 		return nil, err
 	}
@@ -196,13 +182,7 @@ func job(dir string) error {
 }
 
 // hits is the number of requests the emulator has answered.
-func (e *env) hits() int {
-	n := 0
-	for _, r := range magpietest.Routes() {
-		n += e.mg.Hits(r)
-	}
-	return n
-}
+func (e *env) hits() int { return daemon.MagpieRequests(e.mg) }
 
 // routeHits is the requests answered so far, by route.
 func (e *env) routeHits() map[string]int {
@@ -259,12 +239,12 @@ func filesPhase(ctx context.Context, bin string, files int) error {
 	defer d.Stop()
 	ready := time.Since(t0)
 	metrics := d.URL + "/metrics"
-	watches, err := metric(ctx, metrics, "cowbird_inotify_watches")
+	watches, err := daemon.Metric(ctx, metrics, "cowbird_inotify_watches")
 	if err != nil {
 		return err
 	}
-	limit, _ := metric(ctx, metrics, "cowbird_inotify_max_user_watches")
-	rss, hwm := memory(d.Pid())
+	limit, _ := daemon.Metric(ctx, metrics, "cowbird_inotify_max_user_watches")
+	rss, hwm := daemon.Memory(d.Pid())
 	fmt.Printf("start-up to /readyz 200: %s  inotify watches %.0f (max_user_watches %.0f)  daemon VmRSS %s VmHWM %s  magpie requests %d\n",
 		ready.Round(time.Millisecond), watches, limit, rss, hwm, e.hits()-before)
 	reconciled, err := startupReconciled(ctx, metrics)
@@ -272,11 +252,11 @@ func filesPhase(ctx context.Context, bin string, files int) error {
 		return err
 	}
 	since := time.Since(t0)
-	watches, err = metric(ctx, metrics, "cowbird_inotify_watches")
+	watches, err = daemon.Metric(ctx, metrics, "cowbird_inotify_watches")
 	if err != nil {
 		return err
 	}
-	rss, hwm = memory(d.Pid())
+	rss, hwm = daemon.Memory(d.Pid())
 	fmt.Printf("start-up reconcile over %s after the start (%s): inotify watches %.0f  daemon VmRSS %s VmHWM %s  magpie requests %d\n",
 		since.Round(time.Millisecond), reconciled, watches, rss, hwm, e.hits()-before)
 	return nil
@@ -287,9 +267,9 @@ func filesPhase(ctx context.Context, bin string, files int) error {
 func startupReconciled(ctx context.Context, metrics string) (string, error) {
 	deadline := time.Now().Add(waitLong)
 	for ctx.Err() == nil && time.Now().Before(deadline) {
-		n, err := metric(ctx, metrics, "cowbird_reconcile_duration_seconds_count")
+		n, err := daemon.Metric(ctx, metrics, "cowbird_reconcile_duration_seconds_count")
 		if err == nil && n >= 1 {
-			sum, _ := metric(ctx, metrics, "cowbird_reconcile_duration_seconds_sum")
+			sum, _ := daemon.Metric(ctx, metrics, "cowbird_reconcile_duration_seconds_sum")
 			return fmt.Sprintf("%.0f reconcile(s), %.2f s in the daemon's histogram", n, sum), nil
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -304,7 +284,7 @@ func quiesce(ctx context.Context, metrics string) error {
 	read := func() (float64, error) {
 		var sum float64
 		for _, name := range []string{"cowbird_monitor_events_total", "cowbird_reconcile_duration_seconds_count"} {
-			v, err := metric(ctx, metrics, name)
+			v, err := daemon.Metric(ctx, metrics, name)
 			if err != nil {
 				return 0, err
 			}
@@ -428,7 +408,7 @@ func usersPhase(ctx context.Context, bin string, users int) error {
 	if err := measure(fmt.Sprintf("group permission created (%d users)", users), "/webhooks/permissions", perm("group", "users")); err != nil {
 		return err
 	}
-	rss, hwm := memory(d.Pid())
+	rss, hwm := daemon.Memory(d.Pid())
 	fmt.Printf("daemon VmRSS %s VmHWM %s\n", rss, hwm)
 	return samples(ctx, d.URL+"/metrics", "cowbird_reconcile_runs_total", "cowbird_inotify_overflows_total")
 }
@@ -472,49 +452,4 @@ func post(ctx context.Context, url string, body []byte) error {
 		return fmt.Errorf("status %d: %s", resp.StatusCode, msg)
 	}
 	return nil
-}
-
-// metric reads one unlabelled sample from a Prometheus text endpoint.
-func metric(ctx context.Context, url, name string) (float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("get metrics: %w", err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				return 0, fmt.Errorf("metric %s: %w", name, err)
-			}
-			return f, nil
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return 0, fmt.Errorf("read metrics: %w", err)
-	}
-	return 0, fmt.Errorf("metric %s: not found", name)
-}
-
-// memory is the VmRSS and VmHWM of a process.
-func memory(pid int) (rss, hwm string) {
-	rss, hwm = "unknown", "unknown"
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return
-	}
-	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			rss = strings.TrimSpace(v)
-		}
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			hwm = strings.TrimSpace(v)
-		}
-	}
-	return
 }
