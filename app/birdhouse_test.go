@@ -122,30 +122,10 @@ func startBirdhouseWith(t *testing.T, moreHandlers, extra string) *birdhouse {
 	log := logrus.New()
 	log.SetOutput(discard{})
 	b.hook = logtest.NewLocal(log)
-	ctx, cancel := context.WithCancel(context.Background())
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
 	o := testOptions(t, cfgPath, dir)
-	o.Log, o.Ready = log, func(a string) { addr <- a }
-	go func() { done <- Run(ctx, o) }()
-	select {
-	case a := <-addr:
-		b.base = "http://" + a
-	case err := <-done:
-		cancel()
-		t.Fatalf("daemon did not start: %v", err)
-	}
-	t.Cleanup(func() { cancel(); <-done })
-	// Ready: the watches are established, so files created from now on
-	// produce file events.
-	eventually(t, "readiness", func() bool {
-		resp, err := http.Get(b.base + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	o.Log = log
+	b.base = runDaemon(t, o)
+	waitReady(t, b.base)
 	must(t, mp.SetWebhooks(append(magpietest.CowbirdWebhooks(b.base), magpietest.CowbirdGroupWebhooks(b.base)...)))
 	return b
 }

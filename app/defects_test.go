@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -169,41 +168,6 @@ cowbird:
 	if got := hooksRan.get(); !slices.Equal(got, []string{"Hooks user_created alice"}) {
 		t.Errorf("Hooks calls = %v, want the webhook's only", got)
 	}
-}
-
-// runDaemon runs the daemon with o until the test ends and returns its
-// base URL.
-func runDaemon(t *testing.T, o Options) string {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	addr, done := make(chan string, 1), make(chan error, 1)
-	o.Ready = func(a string) { addr <- a }
-	go func() { done <- Run(ctx, o) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("daemon stopped with: %v", err)
-		}
-	})
-	select {
-	case a := <-addr:
-		return "http://" + a
-	case err := <-done:
-		done <- err
-		t.Fatalf("daemon did not start: %v", err)
-	}
-	return ""
-}
-
-// get returns the body of a GET.
-func get(t *testing.T, url string) string {
-	t.Helper()
-	resp, err := http.Get(url)
-	must(t, err)
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	must(t, err)
-	return string(body)
 }
 
 // flaky is a user handler whose failure the test changes.

@@ -2,7 +2,6 @@ package app
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -67,37 +66,12 @@ func TestDemo(t *testing.T) {
 	log := logrus.New()
 	log.SetOutput(io.Discard)
 	hook := logtest.NewLocal(log)
-	ctx, cancel := context.WithCancel(context.Background())
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
 	o := testOptions(t, "", dir)
 	o.Settings.DataDir = "" // serve --demo without --data-dir
-	o.Demo, o.DemoDir, o.Out, o.Ready = true, filepath.Join(dir, "demo"), &out, func(a string) { addr <- a }
+	o.Demo, o.DemoDir, o.Out = true, filepath.Join(dir, "demo"), &out
 	o.Log = log
-	go func() { done <- Run(ctx, o) }()
-	var base string
-	select {
-	case a := <-addr:
-		base = "http://" + a
-	case err := <-done:
-		t.Fatalf("demo did not start: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("demo did not start in time")
-	}
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("demo stopped with: %v", err)
-		}
-	}()
-	eventually(t, "readiness", func() bool {
-		resp, err := http.Get(base + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	base := runDaemon(t, o)
+	waitReady(t, base)
 
 	var st api.DaemonStatus
 	eventually(t, "the start-up reconcile", func() bool {

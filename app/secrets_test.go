@@ -93,27 +93,8 @@ func startSecureDaemon(t *testing.T, mpOpts magpietest.Options, gsOpts geoserver
 	o := testOptions(t, s.cfgPath, dir)
 	o.Settings.LogLevel, o.Settings.LogFormat = logrus.TraceLevel, "json"
 	o.Log = log
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
-	o.Ready = func(a string) { addr <- a }
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() { done <- Run(ctx, o) }()
-	select {
-	case a := <-addr:
-		s.base = "http://" + a
-	case err := <-done:
-		cancel()
-		t.Fatalf("daemon did not start: %v", err)
-	}
-	t.Cleanup(func() { cancel(); <-done })
-	eventually(t, "readiness", func() bool {
-		resp, err := http.Get(s.base + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	s.base = runDaemon(t, o)
+	waitReady(t, s.base)
 	must(t, s.mp.SetWebhooks(append(magpietest.CowbirdWebhooks(s.base), magpietest.CowbirdGroupWebhooks(s.base)...)))
 	return s
 }
