@@ -43,11 +43,15 @@ func newDaemonFixture(t *testing.T) *daemonFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := logrus.New()
-	l.SetOutput(io.Discard)
-	log := logrus.NewEntry(l)
 	f := &daemonFixture{gate: make(chan struct{})}
-	svc, err := actions.New(actions.Options{Store: db, Log: log, Types: []actions.Type{
+	reg, err := handlers.NewRegistry(
+		handlers.Registration{Handler: handlers.Named("FileSystem"), Active: true},
+		handlers.Registration{Handler: handlers.Named("Magpie"), Active: true},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.svc, f.url = serveAPI(t, db, []actions.Type{
 		{Name: resyncType, Run: f.resync, InputSchema: json.RawMessage(`{"type": "object", "properties": {
 			"handler": {"type": "string"}, "users": {"type": "array", "items": {"type": "string"}},
 			"dry_run": {"type": "boolean"}}, "required": ["handler"], "additionalProperties": false}`)},
@@ -60,23 +64,28 @@ func newDaemonFixture(t *testing.T) *daemonFixture {
 					return nil, ctx.Err()
 				}
 			}},
-	}})
+	}, api.Options{Registry: reg})
+	return f
+}
+
+// serveAPI serves the actions API over db with the action types and opts
+// (admin token cliToken) until the test ends, when it shuts the actions
+// down and closes db.
+func serveAPI(t *testing.T, db *store.DB, types []actions.Type, opts api.Options) (*actions.Service, string) {
+	t.Helper()
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	log := logrus.NewEntry(l)
+	svc, err := actions.New(actions.Options{Store: db, Log: log, Types: types})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := svc.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	reg, err := handlers.NewRegistry(
-		handlers.Registration{Handler: handlers.Named("FileSystem"), Active: true},
-		handlers.Registration{Handler: handlers.Named("Magpie"), Active: true},
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := api.New(api.Options{Log: log, Registry: reg, Actions: svc,
-		Auth: api.Auth{AdminTokens: map[string]string{"cli": cliToken}}})
-	ts := httptest.NewServer(srv.Handler())
+	opts.Log, opts.Actions = log, svc
+	opts.Auth = api.Auth{AdminTokens: map[string]string{"cli": cliToken}}
+	ts := httptest.NewServer(api.New(opts).Handler())
 	t.Cleanup(func() {
 		ts.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
@@ -88,8 +97,7 @@ func newDaemonFixture(t *testing.T) *daemonFixture {
 			t.Error(err)
 		}
 	})
-	f.svc, f.url = svc, ts.URL
-	return f
+	return svc, ts.URL
 }
 
 func (f *daemonFixture) resync(ctx context.Context, input json.RawMessage, p actions.Progress) (map[string]any, error) {

@@ -5,9 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"slices"
 	"strconv"
@@ -15,8 +13,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/sirupsen/logrus"
 
 	"github.com/cowbird-go/cowbird/actions"
 	"github.com/cowbird-go/cowbird/api"
@@ -70,10 +66,7 @@ func newEventsFixture(t *testing.T) *eventsFixture {
 		t.Fatal(err)
 	}
 
-	l := logrus.New()
-	l.SetOutput(io.Discard)
-	log := logrus.NewEntry(l)
-	svc, err := actions.New(actions.Options{Store: db, Log: log, Types: []actions.Type{{
+	_, f.url = serveAPI(t, db, []actions.Type{{
 		Name: actions.ReplayType, InputSchema: json.RawMessage(`{"type": "object", "required": ["event_id"]}`),
 		Run: func(_ context.Context, in json.RawMessage, _ actions.Progress) (map[string]any, error) {
 			f.mu.Lock()
@@ -87,28 +80,7 @@ func newEventsFixture(t *testing.T) *eventsFixture {
 				return nil, errors.New("Broken: still broken")
 			}
 			return map[string]any{"event_id": body.EventID}, nil
-		}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := svc.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	srv := api.New(api.Options{Log: log, Actions: svc, Journal: db,
-		Auth: api.Auth{AdminTokens: map[string]string{"cli": cliToken}}})
-	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		ts.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
-		defer cancel()
-		if err := svc.Shutdown(ctx); err != nil {
-			t.Error(err)
-		}
-		if err := db.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	f.url = ts.URL
+		}}}, api.Options{Journal: db})
 	return f
 }
 
