@@ -80,7 +80,7 @@ func (h *Handler) reconcile(ctx context.Context, mp Magpie, scope Scope, opts Re
 	defer h.index.save(context.WithoutCancel(ctx), h.opts.IndexStore, h.log)
 	runCtx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
-	r, err := h.newRun(runCtx, mp, scope, opts, mode, stop)
+	r, err := h.newRun(mp, scope, opts, mode, stop)
 	if err != nil {
 		if track {
 			h.untrackFileEvents()
@@ -153,9 +153,8 @@ type run struct {
 	pool        *pool  // the goroutines that run the directory jobs
 
 	// Work beside the walk (the users, the service, answers asked in
-	// advance): bgCtx ends when the run does.
+	// advance): bgStop ends its context when the run does.
 	bg     sync.WaitGroup
-	bgCtx  context.Context
 	bgStop context.CancelFunc
 
 	usersOnce     sync.Once
@@ -175,7 +174,7 @@ type run struct {
 
 // newRun prepares a run; stop cancels the run's context ctx with a fatal
 // error.
-func (h *Handler) newRun(ctx context.Context, mp Magpie, scope Scope, opts ReconcileOptions, mode lockMode, stop context.CancelCauseFunc) (*run, error) {
+func (h *Handler) newRun(mp Magpie, scope Scope, opts ReconcileOptions, mode lockMode, stop context.CancelCauseFunc) (*run, error) {
 	ws, err := h.wsRoot()
 	if err != nil {
 		return nil, fmt.Errorf("workspace_dir: %w", err)
@@ -206,7 +205,7 @@ func (h *Handler) newRun(ctx context.Context, mp Magpie, scope Scope, opts Recon
 	if opts.users != nil {
 		r.knowUsers(opts.users)
 	}
-	r.bgCtx, r.bgStop = context.WithCancel(ctx)
+	r.bgStop = func() {} // until work beside the walk starts
 	return r, nil
 }
 

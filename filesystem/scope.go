@@ -66,9 +66,11 @@ func (r *run) cover(ctx context.Context, scope Scope) error {
 // links are reconciled all the same, the users' links are left as they are
 // (no user is known), and the error is returned at the end.
 func (r *run) all(ctx context.Context, notebooks bool) error {
-	r.bg.Go(func() { _ = r.loadUsers(r.bgCtx) })
-	r.bg.Go(func() { _ = r.access.load(r.bgCtx) })
-	r.bg.Go(func() { r.prefetch(r.bgCtx) })
+	bgCtx, stop := context.WithCancel(ctx)
+	r.bgStop = stop // finish stops it when the run ends
+	r.bg.Go(func() { _ = r.loadUsers(bgCtx) })
+	r.bg.Go(func() { _ = r.access.load(bgCtx) })
+	r.bg.Go(func() { r.prefetch(bgCtx) })
 	var src *safefs.Dir // none when wps_outputs_dir does not exist: every public link is stale
 	if r.wps != nil {
 		var err error
