@@ -398,3 +398,61 @@ func TestServiceReplacedBetweenRuns(t *testing.T) {
 	reconcile()
 	assertLinked(t, a, e.userLink("alice", "weaver", "job/a.nc"))
 }
+
+// A group's permission event asks Magpie about its members concurrently,
+// never more than MagpieConcurrency requests at once, one request per
+// member, and links what each member may now read.
+func TestGroupPermissionRequestsBounded(t *testing.T) {
+	const users, bound = 40, 4
+	var names []string
+	for i := range users {
+		names = append(names, fmt.Sprintf("user%02d", i))
+	}
+	e := newEnv(t, names, names...)
+	_, err := e.mg.AddGroup("team")
+	must(t, err)
+	srcs := map[string]string{}
+	for i, u := range names {
+		if i%4 != 3 {
+			must(t, e.mg.AddMember(u, "team"))
+		}
+		for _, bird := range []string{"raven", "weaver"} {
+			srcs[u+"/"+bird] = e.file(e.userFile(bird, u, "job/out.nc"), 0o664)
+		}
+	}
+	must(t, e.mg.SetGroupPermission("team", e.routeID, allow))
+
+	reached := make(chan struct{})
+	var once sync.Once
+	c := &permCounter{}
+	c.hold = func(string) {
+		if c.inFlight.Load() >= bound {
+			once.Do(func() { close(reached) })
+		}
+		select {
+		case <-reached:
+		case <-time.After(10 * time.Second):
+			t.Errorf("%d requests in flight at most, want %d at once", c.peak.Load(), bound)
+			once.Do(func() { close(reached) })
+		}
+	}
+	h := e.counted(c, filesystem.Options{Workers: 2, MagpieConcurrency: bound})
+	must(t, h.PermissionCreated(ctx(t), e.permEvent(handlers.Created, e.routeID, "", "team")))
+	if p := c.peak.Load(); p > bound {
+		t.Errorf("%d permission requests in flight at once, want at most %d", p, bound)
+	}
+	members := users - users/4
+	if n := c.total.Load(); n != int32(members) {
+		t.Errorf("%d permission requests, want one per member (%d)", n, members)
+	}
+	for i, u := range names {
+		for _, bird := range []string{"raven", "weaver"} {
+			link := e.userLink(u, bird, "job/out.nc")
+			if i%4 != 3 {
+				assertLinked(t, srcs[u+"/"+bird], link)
+			} else {
+				assertAbsent(t, link)
+			}
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -139,13 +140,28 @@ func (h *Handler) permission(ctx context.Context, ev handlers.PermissionEvent) e
 	}
 	h.runMu.Lock()
 	defer h.runMu.Unlock()
-	var errs []error
+	var work []memberPaths
 	for _, u := range members {
 		if err := h.checkUser(u.name); !u.known || err != nil {
 			log.WithField("user", u.name).WithError(err).Warn("permission event: user unknown or refused")
 			continue
 		}
-		for _, p := range h.userTargets(target, u.id) {
+		work = append(work, memberPaths{u.name, h.userTargets(target, u.id)})
+	}
+	// The members' runs share one access: their answers are asked ahead,
+	// MagpieConcurrency at a time, while the runs go one after another.
+	opts.access = h.newAccess(mp)
+	askCtx, stopAsking := context.WithCancel(ctx)
+	var asking sync.WaitGroup
+	asking.Go(func() { h.askAhead(askCtx, opts.access, work) })
+	defer func() {
+		stopAsking()
+		asking.Wait()
+		opts.access.wait()
+	}()
+	var errs []error
+	for _, w := range work {
+		for _, p := range w.paths {
 			if _, err := h.reconcile(ctx, mp, Scope{Path: p}, opts, shared); err != nil {
 				if handlers.IsTransient(err) {
 					return fmt.Errorf("%s: %w", ev.Name(), err)
@@ -158,6 +174,44 @@ func (h *Handler) permission(ctx context.Context, ev handlers.PermissionEvent) e
 		return fmt.Errorf("%s: %w", ev.Name(), err)
 	}
 	return nil
+}
+
+// memberPaths are the sources a permission event reconciles for one user.
+type memberPaths struct {
+	user  string
+	paths []string // absolute, under wps_outputs_dir
+}
+
+// askAhead asks Magpie, through a's bound on requests in flight and in the
+// order the runs will need them, whether each user with a workspace may
+// read the route of each of their source directories (routes defined
+// deeper are asked when the runs meet them). It returns once every answer
+// is asked, or ctx ends.
+func (h *Handler) askAhead(ctx context.Context, a *access, work []memberPaths) {
+	wps, werr := h.wpsRoot()
+	ws, serr := h.wsRoot()
+	if werr != nil || serr != nil || a.load(ctx) != nil || a.open {
+		return // the runs meet the errors
+	}
+	var keys []permKey
+	for _, w := range work {
+		if st, err := ws.Lstat(w.user); err != nil || !st.Mode.IsDir() {
+			continue
+		}
+		for _, p := range w.paths {
+			rel, err := h.sourceRel(p)
+			if err != nil {
+				continue
+			}
+			if st, err := wps.Lstat(rel); err != nil || !st.Mode.IsDir() {
+				continue
+			}
+			if res := a.dir(rel).res; res != nil {
+				keys = append(keys, permKey{w.user, res.ID})
+			}
+		}
+	}
+	a.prefetch(ctx, keys)
 }
 
 // permissionTarget returns the source path (relative to wps_outputs_dir,

@@ -34,6 +34,10 @@ type ReconcileOptions struct {
 	// caller (a permission event reconciling each member's outputs builds
 	// the map once, not once per member).
 	users map[int]string
+	// access, when set, is shared with the caller and its other runs (a
+	// group's permission event asks about all its members in advance):
+	// the run neither creates nor waits for it.
+	access *access
 }
 
 // Reconcile brings the links, modes and notebooks symlinks of scope to the
@@ -142,6 +146,7 @@ type run struct {
 	handler     *Handler
 	mp          Magpie
 	access      *access // who may read which user file
+	ownAccess   bool    // access is the run's own: finish waits for its requests
 	dry         bool
 	mode        lockMode
 	wps         *safefs.Root // nil when wps_outputs_dir does not exist
@@ -187,19 +192,20 @@ func (h *Handler) newRun(mp Magpie, scope Scope, opts ReconcileOptions, mode loc
 		return nil, fmt.Errorf("wps_outputs_dir: %w", err)
 	}
 	full := scope == Scope{}
-	a := newAccess(mp, h.log, h.cfg.SecureDataProxyName, h.cfg.WPSOutputsResName)
-	a.sem = make(chan struct{}, h.opts.MagpieConcurrency)
-	a.serviceID = &h.serviceID
-	if full && h.opts.AnswerMaxAge > 0 {
-		a.kept = &h.kept
-		if opts.ReuseAnswers {
-			a.reuse = h.opts.AnswerMaxAge
+	a := opts.access
+	if a == nil {
+		a = h.newAccess(mp)
+		if full && h.opts.AnswerMaxAge > 0 {
+			a.kept = &h.kept
+			if opts.ReuseAnswers {
+				a.reuse = h.opts.AnswerMaxAge
+			}
 		}
 	}
 	r := &run{
 		handler: h, mp: mp, dry: opts.DryRun, mode: mode, wps: wps, ws: ws, log: h.log,
 		full: full, gen: h.index.begin(full), indexBefore: h.indexedBefore(),
-		access: a, pool: newPool(h.opts.Workers, stop),
+		access: a, ownAccess: opts.access == nil, pool: newPool(h.opts.Workers, stop),
 		wsOK: map[string]bool{}, warned: map[string]bool{}, roots: map[string]*node{}, claimed: map[string]bool{},
 	}
 	if opts.users != nil {
@@ -213,7 +219,18 @@ func (h *Handler) newRun(mp Magpie, scope Scope, opts ReconcileOptions, mode loc
 func (r *run) finish() {
 	r.bgStop()
 	r.bg.Wait()
-	r.access.wait()
+	if r.ownAccess {
+		r.access.wait()
+	}
+}
+
+// newAccess returns the access of a run asking Magpie through mp, with
+// at most Options.MagpieConcurrency requests in flight.
+func (h *Handler) newAccess(mp Magpie) *access {
+	a := newAccess(mp, h.log, h.cfg.SecureDataProxyName, h.cfg.WPSOutputsResName)
+	a.sem = make(chan struct{}, h.opts.MagpieConcurrency)
+	a.serviceID = &h.serviceID
+	return a
 }
 
 // indexedBefore is the ctime (ns) before which a run may index a
