@@ -110,6 +110,7 @@ func TestLoadExample(t *testing.T) {
 		PublicWorkspaceWPSOutputsSubpath: "public/wps_outputs",
 		UserWPSOutputsDirName:            "${USER_WPS_OUTPUTS_DIR_NAME}", // undefined: left as written
 		OnUserDeleted:                    filesystem.DeleteWorkspace,
+		MagpieConcurrency:                filesystem.DefaultMagpieConcurrency,
 	}
 	if *fss != want {
 		t.Errorf("FileSystem =\n%+v, want\n%+v", *fss, want)
@@ -333,6 +334,8 @@ func TestLoadInvalid(t *testing.T) {
 			"invalid-url-integer.yml: handlers.Catalog.url: must be a string, got an integer"},
 		{"invalid-on-user-deleted.yml", "handlers.FileSystem.on_user_deleted",
 			`invalid-on-user-deleted.yml: handlers.FileSystem.on_user_deleted: must be "delete" or "archive", got "shred"`},
+		{"invalid-magpie-concurrency.yml", "handlers.FileSystem.magpie_concurrency",
+			`invalid-magpie-concurrency.yml: handlers.FileSystem.magpie_concurrency: must be an integer from 1 to 256, got "0"`},
 		{"invalid-timestamp-value.yml", "handlers.Thredds.since",
 			"invalid-timestamp-value.yml: handlers.Thredds.since: unsupported value type !!timestamp"},
 		{"invalid-duplicate-handler-in-file.yml", "handlers.Thredds",

@@ -42,6 +42,11 @@ type Config struct {
 	UserWPSOutputsDirName string
 	// OnUserDeleted (on_user_deleted, default "delete") is our addition.
 	OnUserDeleted UserDeletedPolicy
+	// MagpieConcurrency (magpie_concurrency, default
+	// DefaultMagpieConcurrency, 1 to MaxMagpieConcurrency) is our addition:
+	// how many permission requests a reconcile or a group's permission event
+	// has in flight at Magpie at once.
+	MagpieConcurrency int
 }
 
 // Default values of the FileSystem keys.
@@ -61,5 +66,8 @@ func (c Config) withDefaults() Config {
 	c.UserWPSOutputsDirName = config.Or(c.UserWPSOutputsDirName, DefaultUserWPSOutputsDirName)
 	c.PublicWorkspaceWPSOutputsSubpath = config.Or(c.PublicWorkspaceWPSOutputsSubpath, DefaultPublicWorkspaceWPSOutputsSubpath)
 	c.OnUserDeleted = UserDeletedPolicy(config.Or(string(c.OnUserDeleted), string(DeleteWorkspace)))
+	if c.MagpieConcurrency == 0 {
+		c.MagpieConcurrency = DefaultMagpieConcurrency
+	}
 	return c
 }

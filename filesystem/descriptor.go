@@ -3,6 +3,7 @@ package filesystem
 import (
 	"context"
 	"path/filepath"
+	"strconv"
 
 	"github.com/sirupsen/logrus"
 
@@ -37,6 +38,7 @@ var Descriptor = handlers.Descriptor{
 			{Key: "public_workspace_wps_outputs_subpath", Value: c.PublicWorkspaceWPSOutputsSubpath},
 			{Key: "user_wps_outputs_dir_name", Value: c.UserWPSOutputsDirName},
 			{Key: "on_user_deleted", Value: string(c.OnUserDeleted)},
+			{Key: "magpie_concurrency", Value: strconv.Itoa(c.MagpieConcurrency)},
 			{Key: "monitors", Value: c.WPSOutputsDir + " (recursive, from start-up)"},
 		}
 	},
@@ -66,6 +68,7 @@ func decode(s *config.Section) any {
 		s.Fail("on_user_deleted", "must be %q or %q, got %q", DeleteWorkspace, ArchiveWorkspace, policy)
 	}
 	c := Config{
+		MagpieConcurrency:                magpieConcurrency(s),
 		WorkspaceDir:                     s.String("workspace_dir"),
 		JupyterhubUserDataDir:            s.NonEmpty("jupyterhub_user_data_dir"),
 		WPSOutputsDir:                    wps,
@@ -77,6 +80,20 @@ func decode(s *config.Section) any {
 		OnUserDeleted:                    UserDeletedPolicy(policy),
 	}.withDefaults()
 	return &c
+}
+
+// magpieConcurrency reads magpie_concurrency: unset is 0 (the default).
+func magpieConcurrency(s *config.Section) int {
+	v := s.Text("magpie_concurrency") // an integer, or a string of one (a template)
+	if v == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > MaxMagpieConcurrency {
+		s.Fail("magpie_concurrency", "must be an integer from 1 to %d, got %q", MaxMagpieConcurrency, v)
+		return 0
+	}
+	return n
 }
 
 // OutputsDir is wps_outputs_dir (hooks.OutputsTree).
@@ -97,6 +114,7 @@ func build(_ context.Context, env handlers.Env) (handlers.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	return New(config.SettingsOf[Config](env.Entry), sessions, env.Watcher, env.Log,
-		Options{AdminUID: env.Settings.AdminUID, AdminGID: env.Settings.AdminGID, IndexStore: db})
+	c := config.SettingsOf[Config](env.Entry)
+	return New(c, sessions, env.Watcher, env.Log, Options{AdminUID: env.Settings.AdminUID,
+		AdminGID: env.Settings.AdminGID, IndexStore: db, MagpieConcurrency: c.MagpieConcurrency})
 }

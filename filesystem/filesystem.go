@@ -97,8 +97,13 @@ type Options struct {
 	AnswerMaxAge time.Duration
 }
 
-// DefaultMagpieConcurrency is the default of Options.MagpieConcurrency.
-const DefaultMagpieConcurrency = 16
+// DefaultMagpieConcurrency is the default of Options.MagpieConcurrency
+// and of the magpie_concurrency key; MaxMagpieConcurrency is the key's
+// largest value.
+const (
+	DefaultMagpieConcurrency = 16
+	MaxMagpieConcurrency     = 256
+)
 
 // Handler is the FileSystem handler. Its methods are safe for concurrent
 // use; changes to the disk are serialized (see lock.go).

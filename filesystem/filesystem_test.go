@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/cowbird-go/cowbird/config"
 	"github.com/cowbird-go/cowbird/filesystem"
 	"github.com/cowbird-go/cowbird/handlers"
 )
@@ -521,5 +522,24 @@ func TestFileEventsShareMagpieAnswers(t *testing.T) {
 	ev(p)
 	if mode(t, p) != 0o660 {
 		t.Fatalf("a file after the deny has mode %o, want 660", mode(t, p))
+	}
+}
+
+// magpie_concurrency is read as an integer, or a string holding one (a
+// rendered template); unset is the default.
+func TestMagpieConcurrencyKey(t *testing.T) {
+	for value, want := range map[string]int{"": filesystem.DefaultMagpieConcurrency, "64": 64, `"32"`: 32} {
+		yml := "handlers:\n  FileSystem:\n    active: true\n    workspace_dir: /ws\n    jupyterhub_user_data_dir: /jh\n    wps_outputs_dir: /wps\n"
+		if value != "" {
+			yml += "    magpie_concurrency: " + value + "\n"
+		}
+		path := filepath.Join(t.TempDir(), "config.yml")
+		must(t, os.WriteFile(path, []byte(yml), 0o600))
+		cfg, err := config.Load(path, quietLog(), []config.HandlerKind{filesystem.Descriptor.HandlerKind})
+		must(t, err)
+		hc, _ := cfg.Handler(filesystem.Name)
+		if got := config.SettingsOf[filesystem.Config](hc).MagpieConcurrency; got != want {
+			t.Errorf("magpie_concurrency %s: got %d, want %d", value, got, want)
+		}
 	}
 }
