@@ -456,3 +456,46 @@ func TestGroupPermissionRequestsBounded(t *testing.T) {
 		}
 	}
 }
+
+// user_created does not wait for a reconcile in progress (here one held in
+// Magpie's answer about alice): carol's workspace, notebooks symlink and
+// links are made meanwhile, and are still there once the reconcile ended.
+func TestUserCreatedDuringReconcile(t *testing.T) {
+	e := newEnv(t, []string{"alice", "carol"}, "alice")
+	must(t, e.mg.SetUserPermission("alice", e.routeID, allow))
+	must(t, e.mg.SetUserPermission("carol", e.routeID, allow))
+	a := e.file(e.userFile("weaver", "alice", "job/a.nc"), 0o664)
+	cs := e.file(e.userFile("weaver", "carol", "job/c.nc"), 0o664)
+	d := e.file(e.userFile("raven", "carol", "job/d.nc"), 0o664)
+	g := newGate("alice")
+	h := e.counted(&permCounter{hold: g.hold}, filesystem.Options{Workers: 2})
+	c := ctx(t)
+
+	reconciled := make(chan error, 1)
+	go func() {
+		_, err := h.Reconcile(c, filesystem.Scope{}, filesystem.ReconcileOptions{})
+		reconciled <- err
+	}()
+	release := sync.OnceFunc(func() { close(g.open) })
+	defer release()
+	waitFor(t, c, g.entered, "the reconcile asks about alice")
+
+	done := make(chan error, 1)
+	go func() { done <- h.UserCreated(c, handlers.UserEvent{Action: handlers.Created, UserName: "carol"}) }()
+	select {
+	case err := <-done:
+		must(t, err)
+	case <-c.Done():
+		t.Fatal("user_created waited for the reconcile")
+	}
+	assertLinked(t, cs, e.userLink("carol", "weaver", "job/c.nc"))
+	if _, err := os.Readlink(filepath.Join(e.ws, "carol", "notebooks")); err != nil {
+		t.Errorf("carol's notebooks symlink: %v", err)
+	}
+
+	release()
+	must(t, <-reconciled)
+	assertLinked(t, a, e.userLink("alice", "weaver", "job/a.nc"))
+	assertLinked(t, cs, e.userLink("carol", "weaver", "job/c.nc"))
+	assertLinked(t, d, e.userLink("carol", "raven", "job/d.nc"))
+}

@@ -33,18 +33,19 @@ func (h *Handler) UserCreated(ctx context.Context, ev handlers.UserEvent) error 
 	if err != nil {
 		return fmt.Errorf("create workspace %q: %w", ev.UserName, err)
 	}
-	h.runMu.Lock()
-	defer h.runMu.Unlock()
+	// As a file event: not behind a reconcile in progress (lock.go).
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	err = ws.MkdirAll(ev.UserName, 0o755)
 	if err == nil {
 		_, err = ws.SetOthers(ev.UserName, true, false, true)
 	}
-	h.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("create workspace %q: %w", ev.UserName, err)
 	}
-	if _, err := h.reconcile(ctx, h.sessions(), Scope{User: ev.UserName}, ReconcileOptions{}, shared); err != nil {
+	_, err = h.reconcile(ctx, h.sessions(), Scope{User: ev.UserName}, ReconcileOptions{}, exclusive)
+	h.userCreatedRan(ev.UserName)
+	if err != nil {
 		return fmt.Errorf("user_created %q: %w", ev.UserName, err)
 	}
 	return nil

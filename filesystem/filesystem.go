@@ -139,6 +139,7 @@ type Handler struct {
 	evMu    sync.Mutex
 	evTrack bool
 	evPaths []string
+	evUsers []string
 
 	// fileSess is the Magpie session file events share for fileSessionTTL,
 	// so that a burst of new files asks Magpie once, not once per file; a

@@ -20,12 +20,16 @@ import (
 //     and runs again once the answer is in. So a file event waits for the
 //     sections in progress, not for a whole reconcile.
 //
-// A file event that runs between two sections of a reconcile may be undone
-// by a later section that acts on what an earlier one saw (a directory
-// listed before the event, emptied after it). So a reconcile that is not a
-// dry run tracks the file events that run meanwhile, and after its last
-// section reconciles their paths again, each as a file event does (with mu
-// held exclusively, and so atomically, from what is on disk then).
+// user_created runs as a file event does (mu held exclusively, no runMu):
+// a new user's workspace does not wait for a reconcile either.
+//
+// A file event or user_created that runs between two sections of a
+// reconcile may be undone by a later section that acts on what an earlier
+// one saw (a directory listed before the event, emptied after it). So a
+// reconcile that is not a dry run tracks the file events and new users that
+// run meanwhile, and after its last section reconciles their paths and
+// users again, each as its event does (with mu held exclusively, and so
+// atomically, from what is on disk then).
 
 // lockMode is how a run holds mu.
 type lockMode uint8
@@ -99,22 +103,22 @@ func (r *run) readable(ctx context.Context, s *section, user string, resID int) 
 	return read, err
 }
 
-// trackFileEvents starts recording the paths of the file events that run
-// until untrackFileEvents; a shared run that changes the disk calls it
-// before it looks at anything.
+// trackFileEvents starts recording the paths of the file events, and the
+// users of the user_created events, that run until untrackFileEvents; a
+// shared run that changes the disk calls it before it looks at anything.
 func (h *Handler) trackFileEvents() {
 	h.evMu.Lock()
 	defer h.evMu.Unlock()
 	h.evTrack = true
-	h.evPaths = nil
+	h.evPaths, h.evUsers = nil, nil
 }
 
-// untrackFileEvents stops recording and returns the paths recorded, the
-// paths below another one left out.
-func (h *Handler) untrackFileEvents() []string {
+// untrackFileEvents stops recording and returns the paths recorded (the
+// paths below another one left out) and the users, sorted.
+func (h *Handler) untrackFileEvents() (paths, users []string) {
 	h.evMu.Lock()
-	paths := h.evPaths
-	h.evTrack, h.evPaths = false, nil
+	paths, users = h.evPaths, h.evUsers
+	h.evTrack, h.evPaths, h.evUsers = false, nil, nil
 	h.evMu.Unlock()
 	slices.Sort(paths)
 	paths = slices.Compact(paths)
@@ -125,7 +129,8 @@ func (h *Handler) untrackFileEvents() []string {
 		}
 		out = append(out, p)
 	}
-	return out
+	slices.Sort(users)
+	return out, slices.Compact(users)
 }
 
 // fileEventRan records the path of a file event that ran, when a run
@@ -135,5 +140,15 @@ func (h *Handler) fileEventRan(path string) {
 	defer h.evMu.Unlock()
 	if h.evTrack {
 		h.evPaths = append(h.evPaths, filepath.Clean(path))
+	}
+}
+
+// userCreatedRan records the user of a user_created that ran, when a run
+// tracks them.
+func (h *Handler) userCreatedRan(user string) {
+	h.evMu.Lock()
+	defer h.evMu.Unlock()
+	if h.evTrack {
+		h.evUsers = append(h.evUsers, user)
 	}
 }

@@ -8,6 +8,7 @@ type reconcileMetrics struct {
 	runs     *prometheus.CounterVec
 	duration prometheus.Histogram
 	changes  *prometheus.CounterVec
+	running  prometheus.Gauge
 }
 
 func newReconcileMetrics() *reconcileMetrics {
@@ -22,6 +23,9 @@ func newReconcileMetrics() *reconcileMetrics {
 		changes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cowbird_reconcile_changes_total", Help: "Changes applied by reconciles, by kind.",
 		}, []string{"kind"}),
+		running: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cowbird_reconcile_running", Help: "FileSystem reconciles in progress (0 or 1: they run one at a time).",
+		}),
 	}
 }
 
@@ -43,9 +47,9 @@ func (m *reconcileMetrics) observe(st Stats, err error) {
 }
 
 // Collectors returns the reconcile metrics, for registration:
-// cowbird_reconcile_runs_total{outcome}, cowbird_reconcile_duration_seconds
-// and cowbird_reconcile_changes_total{kind}. Every Reconcile that is not a
-// dry run is counted.
+// cowbird_reconcile_runs_total{outcome}, cowbird_reconcile_duration_seconds,
+// cowbird_reconcile_changes_total{kind} and cowbird_reconcile_running. Every
+// Reconcile that is not a dry run is counted.
 func (h *Handler) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{h.metrics.runs, h.metrics.duration, h.metrics.changes}
+	return []prometheus.Collector{h.metrics.runs, h.metrics.duration, h.metrics.changes, h.metrics.running}
 }

@@ -52,6 +52,10 @@ type ReconcileOptions struct {
 func (h *Handler) Reconcile(ctx context.Context, scope Scope, opts ReconcileOptions) (Stats, error) {
 	h.runMu.Lock()
 	defer h.runMu.Unlock()
+	if !opts.DryRun {
+		h.metrics.running.Inc()
+		defer h.metrics.running.Dec()
+	}
 	st, err := h.reconcile(ctx, h.sessions(), scope, opts, shared)
 	if !opts.DryRun {
 		h.metrics.observe(st, err)
@@ -119,23 +123,32 @@ func (h *Handler) reconcile(ctx context.Context, mp Magpie, scope Scope, opts Re
 	return r.report(scope, time.Since(start), err)
 }
 
-// replayFileEvents stops tracking file events and reconciles again the
-// paths of those that ran during the run (see lock.go), each as a file
-// event does, under h.mu held exclusively (so other file events run
-// between them); their figures are added to the run's.
+// replayFileEvents stops tracking file and user_created events and
+// reconciles again the paths and users of those that ran during the run
+// (see lock.go), each as its event does, under h.mu held exclusively (so
+// other file events run between them); their figures are added to the
+// run's.
 func (r *run) replayFileEvents(ctx context.Context) error {
 	h := r.handler
+	paths, users := h.untrackFileEvents()
+	scopes := make([]Scope, 0, len(paths)+len(users))
+	for _, p := range paths {
+		scopes = append(scopes, Scope{Path: p})
+	}
+	for _, u := range users {
+		scopes = append(scopes, Scope{User: u})
+	}
 	var errs []error
-	for _, p := range h.untrackFileEvents() {
+	for _, scope := range scopes {
 		h.mu.Lock()
-		st, err := h.reconcile(ctx, r.mp, Scope{Path: p}, ReconcileOptions{}, exclusive)
+		st, err := h.reconcile(ctx, r.mp, scope, ReconcileOptions{}, exclusive)
 		h.mu.Unlock()
 		st.Duration = 0
 		r.mu.Lock()
 		r.stats.Add(st)
 		r.mu.Unlock()
 		if err != nil {
-			errs = append(errs, fmt.Errorf("file event during the run: %w", err))
+			errs = append(errs, fmt.Errorf("event during the run: %w", err))
 		}
 	}
 	return errors.Join(errs...)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,6 +35,8 @@ func metricValues(t *testing.T, h *filesystem.Handler) map[string]float64 {
 			switch {
 			case m.GetCounter() != nil:
 				out[key] = m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				out[key] = m.GetGauge().GetValue()
 			case m.GetHistogram() != nil:
 				out[key] = float64(m.GetHistogram().GetSampleCount())
 			}
@@ -71,6 +74,7 @@ func TestReconcileMetrics(t *testing.T) {
 		`cowbird_reconcile_changes_total{kind="link_removed"}`:  0,
 		`cowbird_reconcile_changes_total{kind="dir_removed"}`:   0,
 		`cowbird_reconcile_changes_total{kind="failed"}`:        0,
+		`cowbird_reconcile_running`:                             0,
 	}
 	if st.LinksCreated != 2 || st.ModesFixed != 1 || st.Symlinks != 1 {
 		t.Fatalf("unexpected reconcile: %+v", st)
@@ -176,5 +180,31 @@ func TestPeriodic(t *testing.T) {
 	if entries := hook.AllEntries(); len(entries) != 1 || entries[0].Level != logrus.WarnLevel ||
 		entries[0].Message != "periodic reconcile" || entries[0].Data[logrus.ErrorKey] == nil {
 		t.Errorf("log %v, want one warning for the first run's error", entries)
+	}
+}
+
+// cowbird_reconcile_running is 1 while a reconcile runs (here held in
+// Magpie's answer), 0 once it ended.
+func TestReconcileRunningGauge(t *testing.T) {
+	e := newEnv(t, []string{"alice"}, "alice")
+	e.file(e.userFile("weaver", "alice", "job/a.nc"), 0o664)
+	g := newGate("alice")
+	h := e.counted(&permCounter{hold: g.hold}, filesystem.Options{Workers: 2})
+	c := ctx(t)
+	reconciled := make(chan error, 1)
+	go func() {
+		_, err := h.Reconcile(c, filesystem.Scope{}, filesystem.ReconcileOptions{})
+		reconciled <- err
+	}()
+	release := sync.OnceFunc(func() { close(g.open) })
+	defer release()
+	waitFor(t, c, g.entered, "the reconcile asks about alice")
+	if v := metricValues(t, h)["cowbird_reconcile_running"]; v != 1 {
+		t.Errorf("cowbird_reconcile_running = %v during a reconcile, want 1", v)
+	}
+	release()
+	must(t, <-reconciled)
+	if v := metricValues(t, h)["cowbird_reconcile_running"]; v != 0 {
+		t.Errorf("cowbird_reconcile_running = %v after the reconcile, want 0", v)
 	}
 }

@@ -277,22 +277,23 @@ func startupReconciled(ctx context.Context, metrics string) (string, error) {
 	return "", errors.New("start-up reconcile not over")
 }
 
-// quiesce waits until the daemon delivers no file event and ends no
-// reconcile for 5 s: the links the start-up reconcile made raise file
-// events of their own, which would otherwise run beside the webhooks.
+// quiesce waits until the daemon delivers no file event, ends no
+// reconcile and runs none for 5 s: the links the start-up reconcile made
+// raise file events of their own (and an inotify overflow a reconcile),
+// which would otherwise run beside the webhooks.
 func quiesce(ctx context.Context, metrics string) error {
-	read := func() (float64, error) {
-		var sum float64
+	read := func() (sum float64, running bool, err error) {
 		for _, name := range []string{"cowbird_monitor_events_total", "cowbird_reconcile_duration_seconds_count"} {
 			v, err := daemon.Metric(ctx, metrics, name)
 			if err != nil {
-				return 0, err
+				return 0, false, err
 			}
 			sum += v
 		}
-		return sum, nil
+		n, err := daemon.Metric(ctx, metrics, "cowbird_reconcile_running")
+		return sum, n > 0, err
 	}
-	first, err := read()
+	first, _, err := read()
 	if err != nil {
 		return err
 	}
@@ -302,11 +303,11 @@ func quiesce(ctx context.Context, metrics string) error {
 			return errors.New("daemon not idle")
 		}
 		time.Sleep(250 * time.Millisecond)
-		v, err := read()
+		v, running, err := read()
 		if err != nil {
 			return err
 		}
-		if v != last {
+		if v != last || running {
 			last, still = v, time.Now()
 		}
 	}
