@@ -15,6 +15,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -211,7 +212,10 @@ func (s *Server) logRequest(c echo.Context, v middleware.RequestLoggerValues) er
 	if route == "" {
 		route = "unmatched"
 	}
-	s.metrics.requests.WithLabelValues(route, metricMethod(v.Method), fmt.Sprint(v.Status)).Inc()
+	s.metrics.requests.WithLabelValues(route, metricMethod(v.Method), strconv.Itoa(v.Status)).Inc()
+	if !s.opts.Log.Logger.IsLevelEnabled(logrus.InfoLevel) {
+		return nil
+	}
 	path, _, _ := strings.Cut(v.URI, "?")
 	s.opts.Log.WithFields(logrus.Fields{
 		"method": v.Method, "path": path, "status": v.Status, "latency": v.Latency.String(),

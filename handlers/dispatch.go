@@ -104,8 +104,10 @@ func (d *Dispatcher) targets(ev Event, keep func(Handler) bool) []string {
 			_, ok = h.(PermissionHandler)
 		}
 		if !ok {
-			d.log.WithFields(logrus.Fields{"handler": h.Name(), "event": ev.Name()}).
-				Infof("Event [%s] for handler [%s] is not implemented", ev.Name(), h.Name())
+			if d.log.Logger.IsLevelEnabled(logrus.InfoLevel) {
+				d.log.WithFields(logrus.Fields{"handler": h.Name(), "event": ev.Name()}).
+					Infof("Event [%s] for handler [%s] is not implemented", ev.Name(), h.Name())
+			}
 			continue
 		}
 		if keep == nil || keep(h) {
