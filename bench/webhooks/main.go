@@ -47,8 +47,9 @@ func main() {
 	total := flag.Int("n", 20000, "webhooks to send")
 	bins := flag.String("bin", "", "cowbird binary, or comma-separated binaries to compare (default: go build ./cmd/cowbird into a temp dir)")
 	rounds := flag.Int("rounds", 1, "rounds; each runs every binary once")
+	rate := flag.Float64("rate", 0, "offered load in webhooks/s, paced (open loop); 0: each client sends the next webhook as soon as the previous is answered")
 	flag.Parse()
-	if err := run(strings.Split(*bins, ","), *rounds, *clients, *total); err != nil {
+	if err := run(strings.Split(*bins, ","), *rounds, *clients, *total, *rate); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -60,9 +61,9 @@ type result struct {
 	p50, p99 time.Duration
 }
 
-func run(bins []string, rounds, clients, total int) error {
-	if rounds <= 0 || clients <= 0 || total <= 0 {
-		return errors.New("-rounds, -clients and -n must be positive")
+func run(bins []string, rounds, clients, total int, rate float64) error {
+	if rounds <= 0 || clients <= 0 || total <= 0 || rate < 0 {
+		return errors.New("-rounds, -clients and -n must be positive, -rate not negative")
 	}
 	dir, err := os.MkdirTemp("", "cowbird-bench-")
 	if err != nil {
@@ -79,12 +80,16 @@ func run(bins []string, rounds, clients, total int) error {
 	results := make([][]result, len(bins))
 	for r := range rounds {
 		for i, bin := range bins {
-			res, err := load(ctx, bin, filepath.Join(dir, fmt.Sprintf("run-%d-%d", r, i)), clients, total)
+			res, err := load(ctx, bin, filepath.Join(dir, fmt.Sprintf("run-%d-%d", r, i)), clients, total, rate)
 			if err != nil {
 				return fmt.Errorf("%s: %w", bin, err)
 			}
-			fmt.Printf("round %d  %s  webhooks=%d clients=%d events/s=%.0f p50=%s p99=%s failures=0\n",
-				r+1, bin, total, clients, res.rate, res.p50.Round(100*time.Microsecond), res.p99.Round(100*time.Microsecond))
+			offered := "closed loop"
+			if rate > 0 {
+				offered = fmt.Sprintf("offered %.0f/s", rate)
+			}
+			fmt.Printf("round %d  %s  webhooks=%d clients=%d (%s) events/s=%.0f p50=%s p99=%s failures=0\n",
+				r+1, bin, total, clients, offered, res.rate, res.p50.Round(100*time.Microsecond), res.p99.Round(100*time.Microsecond))
 			results[i] = append(results[i], res)
 		}
 	}
@@ -108,8 +113,11 @@ func run(bins []string, rounds, clients, total int) error {
 }
 
 // load starts bin on a fresh data dir under dir and sends total user
-// webhooks from clients concurrent clients.
-func load(ctx context.Context, bin, dir string, clients, total int) (result, error) {
+// webhooks from clients concurrent clients. With rate > 0 the i-th webhook
+// is due at i/rate s after the start and its latency counts from then, so
+// that time spent waiting for a free client (the daemon falling behind) is
+// counted too.
+func load(ctx context.Context, bin, dir string, clients, total int, rate float64) (result, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return result{}, err
 	}
@@ -140,6 +148,10 @@ func load(ctx context.Context, bin, dir string, clients, total int) (result, err
 				}
 				body := fmt.Appendf(nil, `{"event":"created","user_name":"user%d","callback_url":""}`, i)
 				t0 := time.Now()
+				if rate > 0 {
+					t0 = start.Add(time.Duration(float64(i-1) / rate * float64(time.Second)))
+					time.Sleep(time.Until(t0))
+				}
 				resp, err := client.Post(base+"/webhooks/users", "application/json", bytes.NewReader(body))
 				if resp != nil {
 					// Read to the end, so that the connection is reused:
