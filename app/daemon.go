@@ -104,18 +104,14 @@ func (d *daemon) wire(ctx context.Context, dataDir string) error {
 	for name := range d.cfg.Daemon.AdminTokenMap() {
 		d.admins = append(d.admins, "token:"+name)
 	}
-	rec := hooks.NewActionRecorder(d.log.WithField("component", "hooks"))
-	svc, err := actions.New(actions.Options{
-		Store: d.db, Log: d.log.WithField("component", "actions"),
-		Types: append(d.actionTypes(), rec.Type()),
-	})
+	rec, err := d.wireActions()
 	if err != nil {
 		return err
 	}
-	d.actions = svc
-	rec.Bind(d.startHookRun)
+	latency := newFileEventLatency()
 	d.mon = monitor.New(monitor.Options{
 		Sink:     func(ctx context.Context, ev handlers.FileEvent) error { return d.disp.Dispatch(ctx, ev) },
+		Observe:  latency.observe,
 		Resync:   d.resyncWatch,
 		Store:    d.db,
 		Log:      d.log.WithField("component", "monitor"),
@@ -155,8 +151,24 @@ func (d *daemon) wire(ctx context.Context, dataDir string) error {
 		Ready:           d.readiness,
 		Log:             d.log.WithField("component", "api"),
 	})
-	d.srv.Metrics().MustRegister(append(d.collectors(reg), stateCollectors(d.mon, d.db)...)...)
+	d.srv.Metrics().MustRegister(append(d.collectors(reg), stateCollectors(d.mon, latency.collector(reg), d.db)...)...)
 	return nil
+}
+
+// wireActions builds the actions service, with the hook runs' recorder,
+// which it returns.
+func (d *daemon) wireActions() (*hooks.ActionRecorder, error) {
+	rec := hooks.NewActionRecorder(d.log.WithField("component", "hooks"))
+	svc, err := actions.New(actions.Options{
+		Store: d.db, Log: d.log.WithField("component", "actions"),
+		Types: append(d.actionTypes(), rec.Type()),
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.actions = svc
+	rec.Bind(d.startHookRun)
+	return rec, nil
 }
 
 // buildRegistry builds every active configured handler with its

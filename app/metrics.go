@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cowbird-go/cowbird/handlers"
 	"github.com/cowbird-go/cowbird/monitor"
 	"github.com/cowbird-go/cowbird/store"
 )
@@ -57,10 +58,45 @@ type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
+// fileEventLatency is the histogram of monitor.Options.Observe: the time
+// from the inotify event the monitor read to the end of the handling of the
+// file event, by the handler that registered the watch.
+type fileEventLatency struct{ hist *prometheus.HistogramVec }
+
+func newFileEventLatency() fileEventLatency {
+	return fileEventLatency{prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "cowbird_file_event_latency_seconds",
+		Help: "Time from the inotify event read by the monitor to the end of the handling of the file event " +
+			"(coalescing window included), for the events handled without error, by handler.",
+		Buckets: []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
+	}, []string{"handler"})}
+}
+
+// observe is monitor.Options.Observe. A failed event is not timed: nothing
+// became visible (cowbird_monitor_handler_errors_total counts it).
+func (l fileEventLatency) observe(handler string, latency time.Duration, err error) {
+	if err == nil {
+		l.hist.WithLabelValues(handler).Observe(latency.Seconds())
+	}
+}
+
+// collector returns the histogram with an empty series for every active
+// handler that watches files, so that they are exported before the first
+// file event.
+func (l fileEventLatency) collector(reg *handlers.Registry) prometheus.Collector {
+	for _, h := range reg.Active() {
+		if _, ok := h.(handlers.FileHandler); ok {
+			l.hist.WithLabelValues(h.Name())
+		}
+	}
+	return l.hist
+}
+
 // stateCollectors export the monitor's and the journal's state, read at
-// scrape time.
-func stateCollectors(mon *monitor.Monitor, db *store.DB) []prometheus.Collector {
+// scrape time, and latency, the monitor's file event latency.
+func stateCollectors(mon *monitor.Monitor, latency prometheus.Collector, db *store.DB) []prometheus.Collector {
 	return []prometheus.Collector{
+		latency,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "cowbird_inotify_watches", Help: "inotify watches in use.",
 		}, func() float64 { return float64(mon.Stats().Watches) }),

@@ -25,19 +25,26 @@ import (
 // below it. Pending entries leave in the order their path was first queued.
 type coalescer struct {
 	window time.Duration
-	ready  []handlers.FileEvent // leading-edge events, to deliver at once in this order
-	queue  []*entry             // pending entries, by due time (= first-queued order)
-	byKey  map[entryKey]*entry  // the pending entries with events
+	ready  []seenEvent         // leading-edge events, to deliver at once in this order
+	queue  []*entry            // pending entries, by due time (= first-queued order)
+	byKey  map[entryKey]*entry // the pending entries with events
 	busy   map[entryKey]busyMark
 	busyQ  []busyUntil // busy marks in time order, to forget expired ones
 }
 
 type entryKey struct{ handler, path string }
 
+// seenEvent is a file event and when the monitor saw it: when it read the
+// earliest inotify event merged into it, or found it scanning a directory.
+type seenEvent struct {
+	handlers.FileEvent
+	seen time.Time
+}
+
 // entry is one (handler, path) waiting for its window to end; evs is never
 // longer than two (a deletion, or a modification, followed by a creation).
 type entry struct {
-	evs   []handlers.FileEvent
+	evs   []seenEvent
 	due   time.Time
 	after handlers.FileOp // the path's last delivered operation, "" if unknown
 }
@@ -63,7 +70,7 @@ func (c *coalescer) add(ev handlers.FileEvent, now time.Time) {
 	c.expire(now)
 	k := entryKey{ev.Handler, ev.Path}
 	if e := c.byKey[k]; e != nil {
-		if e.merge(ev); len(e.evs) == 0 {
+		if e.merge(seenEvent{ev, now}); len(e.evs) == 0 {
 			delete(c.byKey, k) // the queue skips it
 		}
 		if ev.Op == handlers.FileDeleted && ev.IsDir {
@@ -81,11 +88,11 @@ func (c *coalescer) add(ev handlers.FileEvent, now time.Time) {
 		return // gone, as last reported (its re-creation was gone before it was seen)
 	}
 	if !wait {
-		c.ready = append(c.ready, ev)
+		c.ready = append(c.ready, seenEvent{ev, now})
 		c.markBusy(k, now, ev.Op)
 		return
 	}
-	e := &entry{evs: []handlers.FileEvent{ev}, due: now.Add(c.window)}
+	e := &entry{evs: []seenEvent{{ev, now}}, due: now.Add(c.window)}
 	if busy {
 		e.after = mark.last
 	}
@@ -97,8 +104,9 @@ func (c *coalescer) add(ev handlers.FileEvent, now time.Time) {
 // or modification before it; it is dropped only when the path's last
 // delivered event was a deletion too (created and gone again, unseen). A
 // pending creation does not prove the path was absent before: a rename over
-// an existing file is reported as a creation alone.
-func (e *entry) merge(ev handlers.FileEvent) {
+// an existing file is reported as a creation alone. An event merged into
+// another keeps the earlier seen time of the two.
+func (e *entry) merge(ev seenEvent) {
 	last := &e.evs[len(e.evs)-1]
 	switch {
 	case ev.Op == last.Op, ev.Op == handlers.FileModified && last.Op == handlers.FileCreated:
@@ -108,6 +116,7 @@ func (e *entry) merge(ev handlers.FileEvent) {
 		// Drop what the deletion supersedes, down to an earlier deletion.
 		for n := len(e.evs); n > 0 && e.evs[n-1].Op != handlers.FileDeleted; n-- {
 			ev.IsDir = ev.IsDir || e.evs[n-1].IsDir
+			ev.seen = e.evs[n-1].seen // seen before ev: events are added in time order
 			e.evs = e.evs[:n-1]
 		}
 		if n := len(e.evs); n > 0 { // [deleted, created] + deleted
@@ -206,9 +215,9 @@ func (c *coalescer) drop(handler, root string) int {
 // ready only when neither its path nor an ancestor has a pending entry, so a
 // pending entry of the same path (or below a directory deleted) was queued
 // after it. Each path delivered from the queue is busy for one more window.
-func (c *coalescer) due(now time.Time) []handlers.FileEvent {
+func (c *coalescer) due(now time.Time) []seenEvent {
 	c.expire(now)
-	var out []handlers.FileEvent
+	var out []seenEvent
 	if len(c.ready) > 0 {
 		out = append(out, c.ready...)
 		clear(c.ready)

@@ -15,6 +15,15 @@ func fe(op handlers.FileOp, path string, isDir bool, handler string) handlers.Fi
 	return handlers.FileEvent{Op: op, Path: path, IsDir: isDir, Handler: handler}
 }
 
+// fileEvents strips the seen times.
+func fileEvents(evs []seenEvent) []handlers.FileEvent {
+	var out []handlers.FileEvent
+	for _, ev := range evs {
+		out = append(out, ev.FileEvent)
+	}
+	return out
+}
+
 const (
 	created  = handlers.FileCreated
 	modified = handlers.FileModified
@@ -84,10 +93,10 @@ func TestCoalescer(t *testing.T) {
 			for _, ev := range tt.in {
 				c.add(ev, t0)
 			}
-			if got := c.due(t0); !slices.Equal(got, tt.now) {
+			if got := fileEvents(c.due(t0)); !slices.Equal(got, tt.now) {
 				t.Errorf("at once: got %v\nwant %v", got, tt.now)
 			}
-			if got := c.due(t0.Add(time.Second)); !slices.Equal(got, tt.window) {
+			if got := fileEvents(c.due(t0.Add(time.Second))); !slices.Equal(got, tt.window) {
 				t.Errorf("after the window: got %v\nwant %v", got, tt.window)
 			}
 			if _, ok := c.next(); ok {
@@ -103,7 +112,7 @@ func TestCoalescerWindow(t *testing.T) {
 	c := newCoalescer(time.Second)
 	expect := func(now time.Time, want ...handlers.FileEvent) {
 		t.Helper()
-		if got := c.due(now); !slices.Equal(got, want) {
+		if got := fileEvents(c.due(now)); !slices.Equal(got, want) {
 			t.Fatalf("at %s: got %v, want %v", now.Sub(t0), got, want)
 		}
 	}
@@ -144,7 +153,7 @@ func TestCoalescerNoWindow(t *testing.T) {
 	for _, ev := range in {
 		c.add(ev, t0)
 	}
-	if got := c.due(t0); !slices.Equal(got, in) {
+	if got := fileEvents(c.due(t0)); !slices.Equal(got, in) {
 		t.Fatalf("got %v, want %v", got, in)
 	}
 }
@@ -171,7 +180,7 @@ func TestCoalescerKeepsOrderAndLosesNothing(t *testing.T) {
 		now := time.Unix(1000, 0)
 		take := func() {
 			for _, ev := range c.due(now) {
-				out[ev.Path] = append(out[ev.Path], seen{ev, now})
+				out[ev.Path] = append(out[ev.Path], seen{ev.FileEvent, now})
 			}
 		}
 		for range 60 {
@@ -241,4 +250,41 @@ func TestCoalescerBusyMarksExpire(t *testing.T) {
 	if len(c.busy) != 0 || len(c.busyQ) != 0 {
 		t.Errorf("%d busy marks left, %d queued", len(c.busy), len(c.busyQ))
 	}
+}
+
+// TestCoalescerSeenTimes checks when each event leaving was seen: an event
+// delivered at once when it was added, one that waited when the earliest
+// event merged into it was added.
+func TestCoalescerSeenTimes(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	c := newCoalescer(time.Second)
+	expect := func(now time.Time, want ...seenEvent) {
+		t.Helper()
+		if got := c.due(now); !slices.Equal(got, want) {
+			show := func(evs []seenEvent) (out []string) {
+				for _, ev := range evs {
+					out = append(out, fmt.Sprintf("%v seen at %s", ev.FileEvent, ev.seen.Sub(t0)))
+				}
+				return out
+			}
+			t.Fatalf("at %s: got %q, want %q", now.Sub(t0), show(got), show(want))
+		}
+	}
+	for _, p := range []string{"/r/f", "/r/x", "/r/y"} {
+		c.add(fe(created, p, false, "h"), at(0))
+	}
+	expect(at(0), seenEvent{fe(created, "/r/f", false, "h"), at(0)},
+		seenEvent{fe(created, "/r/x", false, "h"), at(0)}, seenEvent{fe(created, "/r/y", false, "h"), at(0)})
+	c.add(fe(modified, "/r/f", false, "h"), at(100))
+	c.add(fe(modified, "/r/x", false, "h"), at(100))
+	c.add(fe(deleted, "/r/y", false, "h"), at(100))
+	c.add(fe(modified, "/r/f", false, "h"), at(200)) // merged into the modification
+	c.add(fe(deleted, "/r/x", false, "h"), at(200))  // replaces the modification
+	c.add(fe(created, "/r/y", false, "h"), at(200))  // follows the deletion
+	c.add(fe(created, "/r/z", false, "h"), at(300))
+	expect(at(300), seenEvent{fe(created, "/r/z", false, "h"), at(300)})
+	expect(at(1100), seenEvent{fe(modified, "/r/f", false, "h"), at(100)},
+		seenEvent{fe(deleted, "/r/x", false, "h"), at(100)},
+		seenEvent{fe(deleted, "/r/y", false, "h"), at(100)}, seenEvent{fe(created, "/r/y", false, "h"), at(200)})
 }

@@ -279,10 +279,11 @@ func isDir(p string) bool {
 	return err == nil && fi.IsDir()
 }
 
-// found is an entry met while scanning a newly watched directory.
+// found is an entry met while scanning a newly watched directory, and when.
 type found struct {
 	path  string
 	isDir bool
+	seen  time.Time
 }
 
 // watchLocked adds a watch on root and, when recursive, on every directory
@@ -309,7 +310,7 @@ func (m *Monitor) watchLocked(root string, recursive, scan bool) ([]found, error
 			return nil // vanished or unreadable: skip it
 		}
 		if !isRoot && scan {
-			out = append(out, found{p, d.IsDir()})
+			out = append(out, found{p, d.IsDir(), time.Now()})
 		}
 		if !d.IsDir() {
 			return nil
@@ -422,7 +423,7 @@ func (m *Monitor) handle(ev fsnotify.Event, q *coalescer) {
 		}
 		m.emit(q, handlers.FileEvent{Op: handlers.FileCreated, Path: ev.Name, IsDir: fi.IsDir()}, now)
 		for _, f := range news {
-			m.emit(q, handlers.FileEvent{Op: handlers.FileCreated, Path: f.path, IsDir: f.isDir}, now)
+			m.emit(q, handlers.FileEvent{Op: handlers.FileCreated, Path: f.path, IsDir: f.isDir}, f.seen)
 		}
 	case ev.Has(fsnotify.Remove), ev.Has(fsnotify.Rename):
 		m.mu.Lock()
@@ -448,8 +449,8 @@ func (m *Monitor) handle(ev fsnotify.Event, q *coalescer) {
 	}
 }
 
-// emit queues ev once for every registration it belongs to, unless an Ignore
-// call covers it.
+// emit queues ev, seen at now, once for every registration it belongs to,
+// unless an Ignore call covers it.
 func (m *Monitor) emit(q *coalescer, ev handlers.FileEvent, now time.Time) {
 	m.mu.Lock()
 	var names []string
@@ -504,12 +505,18 @@ func (m *Monitor) resync(ctx context.Context, r Registration) bool {
 	return covered
 }
 
-func (m *Monitor) deliver(ctx context.Context, ev handlers.FileEvent) {
+// deliver hands ev to the sink, then to Observe with the time since the
+// monitor saw it.
+func (m *Monitor) deliver(ctx context.Context, ev seenEvent) {
 	m.events.Add(1)
-	if err := m.opts.Sink(ctx, ev); err != nil {
+	err := m.opts.Sink(ctx, ev.FileEvent)
+	if err != nil {
 		m.handlerErrors.Add(1)
 		m.log.WithError(err).WithFields(logrus.Fields{"path": ev.Path, "handler": ev.Handler, "event": ev.Name()}).
 			Error("file event")
+	}
+	if m.opts.Observe != nil {
+		m.opts.Observe(ev.Handler, time.Since(ev.seen), err)
 	}
 }
 
