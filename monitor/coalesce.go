@@ -30,6 +30,9 @@ type coalescer struct {
 	byKey  map[entryKey]*entry // the pending entries with events
 	busy   map[entryKey]busyMark
 	busyQ  []busyUntil // busy marks in time order, to forget expired ones
+	// vanished are the paths whose Create was read after they were gone,
+	// until their removal is read (see Monitor.handle).
+	vanished map[string]bool
 }
 
 type entryKey struct{ handler, path string }
@@ -61,7 +64,7 @@ type busyUntil struct {
 }
 
 func newCoalescer(window time.Duration) *coalescer {
-	return &coalescer{window: window, byKey: map[entryKey]*entry{}, busy: map[entryKey]busyMark{}}
+	return &coalescer{window: window, byKey: map[entryKey]*entry{}, busy: map[entryKey]busyMark{}, vanished: map[string]bool{}}
 }
 
 // add takes ev, seen at now: it is either ready at once or merged into its

@@ -1,12 +1,15 @@
 package monitor
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/fsnotify/fsnotify"
 
 	"github.com/cowbird-go/cowbird/handlers"
 )
@@ -100,6 +103,42 @@ func TestEventsForOnePathInOrder(t *testing.T) {
 	}
 	if st := h.m.Stats(); st.Overflows != 0 {
 		t.Logf("stats %+v", st)
+	}
+}
+
+// A file created and removed before the monitor read its Create is not
+// reported created; the writes read after that Create are not reported
+// either, even when the path exists again (a newer file, whose own Create
+// follows): a path's events never report a modification after its
+// deletion.
+func TestVanishedCreateHidesItsWrites(t *testing.T) {
+	root := t.TempDir()
+	f := filepath.Join(root, "f")
+	m := New(Options{})
+	if err := m.Register(context.Background(), root, "fs", true); err != nil {
+		t.Fatal(err)
+	}
+	q := newCoalescer(0)
+	var got []handlers.FileOp
+	step := func(op fsnotify.Op) {
+		m.handle(fsnotify.Event{Name: f, Op: op}, q)
+		for _, ev := range q.due(time.Now()) {
+			got = append(got, ev.Op)
+		}
+	}
+	step(fsnotify.Remove) // an earlier file f, removed
+	step(fsnotify.Create) // the next one: gone already when read
+	if err := os.WriteFile(f, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	step(fsnotify.Write) // the vanished file's write, read while a newer f exists
+	step(fsnotify.Remove)
+	step(fsnotify.Create) // the newer f
+	step(fsnotify.Write)
+	// Without a window the vanished file's removal is reported too.
+	want := []handlers.FileOp{handlers.FileDeleted, handlers.FileDeleted, handlers.FileCreated, handlers.FileModified}
+	if !slices.Equal(got, want) {
+		t.Errorf("events %v, want %v", got, want)
 	}
 }
 

@@ -402,8 +402,13 @@ func (m *Monitor) handle(ev fsnotify.Event, q *coalescer) {
 	case ev.Has(fsnotify.Create):
 		fi, err := os.Lstat(ev.Name)
 		if err != nil {
-			return // gone already; its removal follows
+			// Gone already; its removal follows, and its writes read until
+			// then are not reported (a newer file of that name may exist
+			// when they are read: its own creation follows).
+			q.vanished[ev.Name] = true
+			return
 		}
+		delete(q.vanished, ev.Name)
 		var news []found
 		if fi.IsDir() {
 			m.mu.Lock()
@@ -426,6 +431,7 @@ func (m *Monitor) handle(ev fsnotify.Event, q *coalescer) {
 			m.emit(q, handlers.FileEvent{Op: handlers.FileCreated, Path: f.path, IsDir: f.isDir}, f.seen)
 		}
 	case ev.Has(fsnotify.Remove), ev.Has(fsnotify.Rename):
+		delete(q.vanished, ev.Name)
 		m.mu.Lock()
 		isDir := m.dirs[ev.Name]
 		for dir := range m.dirs {
@@ -441,6 +447,9 @@ func (m *Monitor) handle(ev fsnotify.Event, q *coalescer) {
 		m.mu.Unlock()
 		m.emit(q, handlers.FileEvent{Op: handlers.FileDeleted, Path: ev.Name, IsDir: isDir}, now)
 	case ev.Has(fsnotify.Write), ev.Has(fsnotify.Chmod):
+		if q.vanished[ev.Name] {
+			return
+		}
 		fi, err := os.Lstat(ev.Name)
 		if err != nil {
 			return // a removal (which also sends Chmod on Linux) follows
@@ -477,6 +486,7 @@ func (m *Monitor) handleError(ctx context.Context, err error, q *coalescer) {
 	case errors.Is(err, errNewWatcher):
 		m.log.Warn("inotify instance created: watching and resyncing every registration")
 	case errors.Is(err, fsnotify.ErrEventOverflow):
+		clear(q.vanished) // their removals may be lost
 		m.overflows.Add(1)
 		m.log.Warn("inotify event queue overflow: resyncing every registration")
 	default:
