@@ -10,7 +10,6 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
-	"github.com/cowbird-go/cowbird/handlers"
 	"github.com/cowbird-go/cowbird/safefs"
 )
 
@@ -219,12 +218,13 @@ func (r *run) mkdir(rel string) bool {
 }
 
 // sourceMode sets the others bits of the user source file rel to r-- when
-// read, else ---; the monitor is told to ignore the event it causes.
+// read, else --- (they differ now); the monitor is told to leave out the
+// event it causes.
 func (r *run) sourceMode(rel string, read bool) {
 	abs := r.srcPath(rel)
 	if !r.dry {
 		if r.handler.watch != nil {
-			r.handler.watch.Ignore(abs, handlers.FileModified)
+			r.handler.watch.Changing(abs)
 		}
 		if _, err := r.wps.SetOthers(rel, read, false, false); err != nil {
 			r.fail(OpMode, abs, err)

@@ -66,9 +66,10 @@ type Magpie interface {
 type Watcher interface {
 	// Register watches path for the named handler.
 	Register(ctx context.Context, path, handler string, recursive bool) error
-	// Ignore suppresses the next events of op on path (the handler's own
-	// writes into the watched tree).
-	Ignore(path string, op handlers.FileOp)
+	// Changing announces that the handler is about to change path's
+	// attributes (a source's mode) in the watched tree: that change's event
+	// is not reported.
+	Changing(path string)
 }
 
 // Options tunes a Handler.

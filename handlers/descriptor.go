@@ -103,9 +103,9 @@ type Watcher interface {
 	Register(ctx context.Context, path, handler string, recursive bool) error
 	// Unregister removes the watch of path for the named handler.
 	Unregister(ctx context.Context, path, handler string) error
-	// Ignore suppresses the next events of op on path (the handler's own
-	// writes into a watched tree).
-	Ignore(path string, op FileOp)
+	// Changing announces that the handler is about to change path's
+	// attributes in a watched tree: that change's event is not reported.
+	Changing(path string)
 }
 
 // Starter is a handler with work to do once before events flow (create a

@@ -43,9 +43,6 @@ const DefaultDebounce = 100 * time.Millisecond
 // Options.RetryInterval is 0.
 const DefaultRetryInterval = 30 * time.Second
 
-// DefaultIgnoreFor is how long an Ignore call holds when Options.IgnoreFor is 0.
-const DefaultIgnoreFor = 2 * time.Second
-
 // Registration asks for the events under Path to go to Handler: all of the
 // tree when Recursive, else only the direct children of Path.
 type Registration struct {
@@ -99,9 +96,6 @@ type Options struct {
 	// RetryTicks, when set, replaces the RetryInterval ticker: Run retries
 	// on every value received (tests).
 	RetryTicks <-chan time.Time
-	// IgnoreFor is how long an Ignore call suppresses matching events;
-	// 0 means DefaultIgnoreFor.
-	IgnoreFor time.Duration
 }
 
 // Stats are the monitor's counters, for metrics.
@@ -153,8 +147,8 @@ type Monitor struct {
 	watcher   *fsnotify.Watcher       // nil unless Run is running with an inotify instance
 	noWatcher error                   // why watcher is nil while running
 	dirs      map[string]bool         // directories watched
-	ignores   map[ignoreKey]time.Time // (path, op) -> suppressed until; expired ones linger until a sweep
-	swept     int                     // len(ignores) after the last sweep
+	changing  map[string]fileState    // paths about to be changed by a handler, as they were (Changing)
+	swept     int                     // len(changing) after the last sweep
 	maxWatch  int                     // fs.inotify.max_user_watches, 0 if unknown
 
 	overflows, events, handlerErrors, limitErrors, watchErrors, dropped atomic.Uint64
@@ -185,16 +179,8 @@ type Degradation struct {
 	Failures int
 }
 
-type ignoreKey struct {
-	path string
-	op   handlers.FileOp
-}
-
 // New returns a monitor; call Run to start watching.
 func New(opts Options) *Monitor {
-	if opts.IgnoreFor <= 0 {
-		opts.IgnoreFor = DefaultIgnoreFor
-	}
 	log := opts.Log
 	if log == nil {
 		l := logrus.New()
@@ -210,7 +196,7 @@ func New(opts Options) *Monitor {
 		regs:       map[regKey]Registration{},
 		degraded:   map[regKey]*degradation{},
 		dirs:       map[string]bool{},
-		ignores:    map[ignoreKey]time.Time{},
+		changing:   map[string]fileState{},
 		started:    make(chan struct{}),
 	}
 }
@@ -289,34 +275,6 @@ func (m *Monitor) Registrations() []Registration {
 	return m.sortedRegsLocked()
 }
 
-// Ignore suppresses every event with op on path, for every handler, during
-// Options.IgnoreFor. A handler calls it before it writes into a watched tree,
-// so that its own writes do not come back as events.
-func (m *Monitor) Ignore(path string, op handlers.FileOp) {
-	path, err := cleanPath(path)
-	if err != nil {
-		return // such a path cannot be watched either
-	}
-	now := time.Now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.ignores[ignoreKey{path, op}] = now.Add(m.opts.IgnoreFor)
-	// Sweep expired entries only once the map has doubled since the last
-	// sweep: O(1) amortized per call, and the map stays within twice its
-	// live size (plus minIgnoreSweep).
-	if len(m.ignores) >= 2*m.swept+minIgnoreSweep {
-		for k, until := range m.ignores {
-			if !now.Before(until) {
-				delete(m.ignores, k)
-			}
-		}
-		m.swept = len(m.ignores)
-	}
-}
-
-// minIgnoreSweep is the number of Ignore entries below which no sweep runs.
-const minIgnoreSweep = 64
-
 // Stats returns the current counters.
 func (m *Monitor) Stats() Stats {
 	m.mu.Lock()
@@ -374,12 +332,6 @@ func (m *Monitor) watchModeLocked(dir string) (want, recursive bool) {
 		want = want || r.Path == dir
 	}
 	return want, false
-}
-
-// ignoredLocked reports whether an Ignore call covers (path, op) now.
-func (m *Monitor) ignoredLocked(path string, op handlers.FileOp, now time.Time) bool {
-	until, ok := m.ignores[ignoreKey{path, op}]
-	return ok && now.Before(until)
 }
 
 // matches reports whether an event on p belongs to registration r.

@@ -612,25 +612,68 @@ func tick(t *testing.T, ticks chan<- time.Time) {
 	}
 }
 
-func TestIgnore(t *testing.T) {
+// The attribute event of a change announced by Changing is not reported;
+// a later change of the same path is, and other paths' are.
+func TestChanging(t *testing.T) {
 	root := t.TempDir()
 	p := func(name string) string { return filepath.Join(root, name) }
 	write(t, p("own"), "x")
 	write(t, p("other"), "x")
-	h := start(t, Options{IgnoreFor: time.Hour}, nil, rec(root, "fs"))
+	h := start(t, Options{}, nil, rec(root, "fs"))
 
-	h.m.Ignore(p("own"), handlers.FileModified)
+	h.m.Changing(p("own"))
 	for _, f := range []string{"own", "other"} {
 		if err := os.Chmod(p(f), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
 	h.expect([]handlers.FileEvent{fe(modified, p("other"), false, "fs")})
-	// Only the ignored operation is suppressed.
+	// Someone else's change of the same path is reported.
+	if err := os.Chmod(p("own"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.expect([]handlers.FileEvent{fe(modified, p("own"), false, "fs")})
 	if err := os.Remove(p("own")); err != nil {
 		t.Fatal(err)
 	}
 	h.expect([]handlers.FileEvent{fe(deleted, p("own"), false, "fs")})
+}
+
+// Changing holds however late the event is read (no time window): an
+// event read before the change is an earlier one's and is reported, the
+// first one read after it is the caller's, and the next ones are reported.
+func TestChangingReadLate(t *testing.T) {
+	root := t.TempDir()
+	f := filepath.Join(root, "f")
+	write(t, f, "x")
+	m := New(Options{})
+	if err := m.Register(t.Context(), root, "fs", true); err != nil {
+		t.Fatal(err)
+	}
+	q := newCoalescer(0)
+	read := func(op fsnotify.Op) int {
+		m.handle(fsnotify.Event{Name: f, Op: op}, q)
+		return len(q.due(time.Now()))
+	}
+	m.Changing(f)
+	if n := read(fsnotify.Chmod); n != 1 {
+		t.Errorf("an earlier change read before the caller's: %d events, want 1", n)
+	}
+	if err := os.Chmod(f, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if n := read(fsnotify.Write); n != 1 {
+		t.Errorf("a write: %d events, want 1 (only attribute events can be the caller's)", n)
+	}
+	if n := read(fsnotify.Chmod); n != 0 {
+		t.Errorf("the caller's change: %d events, want 0", n)
+	}
+	if err := os.Chmod(f, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if n := read(fsnotify.Chmod); n != 1 {
+		t.Errorf("a later change: %d events, want 1", n)
+	}
 }
 
 func TestWatchLimitError(t *testing.T) {

@@ -454,20 +454,25 @@ func (m *Monitor) handle(ev fsnotify.Event, q *coalescer) {
 		if err != nil {
 			return // a removal (which also sends Chmod on Linux) follows
 		}
-		m.emit(q, handlers.FileEvent{Op: handlers.FileModified, Path: ev.Name, IsDir: fi.IsDir()}, now)
+		own := false
+		if !ev.Has(fsnotify.Write) {
+			m.mu.Lock()
+			own = m.ownLocked(ev.Name, fi)
+			m.mu.Unlock()
+		}
+		if !own {
+			m.emit(q, handlers.FileEvent{Op: handlers.FileModified, Path: ev.Name, IsDir: fi.IsDir()}, now)
+		}
 	}
 }
 
-// emit queues ev, seen at now, once for every registration it belongs to,
-// unless an Ignore call covers it.
+// emit queues ev, seen at now, once for every registration it belongs to.
 func (m *Monitor) emit(q *coalescer, ev handlers.FileEvent, now time.Time) {
 	m.mu.Lock()
 	var names []string
-	if !m.ignoredLocked(ev.Path, ev.Op, now) {
-		for _, r := range m.sortedRegsLocked() {
-			if r.matches(ev.Path) {
-				names = append(names, r.Handler)
-			}
+	for _, r := range m.sortedRegsLocked() {
+		if r.matches(ev.Path) {
+			names = append(names, r.Handler)
 		}
 	}
 	m.mu.Unlock()

@@ -1,0 +1,89 @@
+package monitor
+
+import (
+	"io/fs"
+	"os"
+	"syscall"
+	"time"
+)
+
+// changingTTL is how long a Changing record waits for its change: one
+// whose change was never made (or whose event was lost in an overflow) is
+// swept after that.
+const changingTTL = 10 * time.Minute
+
+// minChangingSweep is the number of records below which no sweep runs.
+const minChangingSweep = 64
+
+// fileState is what Changing saw of a path: any change to the path
+// (content, mode, owner, links, replacement) changes one of these.
+type fileState struct {
+	ino   uint64
+	mode  fs.FileMode
+	ctime int64 // ns
+	at    time.Time
+}
+
+func stateOf(fi fs.FileInfo) (fileState, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fileState{}, false
+	}
+	return fileState{ino: st.Ino, mode: fi.Mode(), ctime: st.Ctim.Nano()}, true
+}
+
+func (s fileState) same(o fileState) bool {
+	return s.ino == o.ino && s.mode == o.mode && s.ctime == o.ctime
+}
+
+// Changing tells the monitor that the caller is about to change the
+// attributes of path (chmod, chown) in a watched tree: the first attribute
+// event read once path has changed is the caller's own and is not reported,
+// however late it is read; the events of earlier changes, and of later ones
+// (unless the kernel merged them into the caller's), are. The caller must
+// make the change: a record left without one would hide the next change.
+func (m *Monitor) Changing(path string) {
+	path, err := cleanPath(path)
+	if err != nil {
+		return // such a path cannot be watched either
+	}
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return // gone: nothing to change
+	}
+	st, ok := stateOf(fi)
+	if !ok {
+		return
+	}
+	st.at = time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.changing[path] = st
+	// Sweep old records only once the map has doubled since the last
+	// sweep: O(1) amortized per call, and the map stays within twice its
+	// live size (plus minChangingSweep).
+	if len(m.changing) >= 2*m.swept+minChangingSweep {
+		for p, s := range m.changing {
+			if st.at.Sub(s.at) > changingTTL {
+				delete(m.changing, p)
+			}
+		}
+		m.swept = len(m.changing)
+	}
+}
+
+// ownLocked reports whether an attribute event of path, which fi shows as
+// it is now, is the one of a change announced by Changing; that record is
+// then consumed. While path is as Changing saw it, the change is not made
+// yet: the event is an earlier one's.
+func (m *Monitor) ownLocked(path string, fi fs.FileInfo) bool {
+	before, ok := m.changing[path]
+	if !ok {
+		return false
+	}
+	if now, ok := stateOf(fi); ok && now.same(before) {
+		return false
+	}
+	delete(m.changing, path)
+	return true
+}
