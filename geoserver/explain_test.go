@@ -160,12 +160,14 @@ func TestExplainUser(t *testing.T) {
 	e.allOK(ctx, "after the directory's mode was applied")
 
 	// A published layer whose .shp is gone (removed while cowbird was
-	// down) shows nothing.
-	e.writeShapefile("lakes", 0o660)
-	if err := e.client.PublishShapefile(ctx, "alice", "lakes"); err != nil {
+	// down) shows nothing. Unwatched first: the monitor would deliver the
+	// creation of lakes.* at once, whose publish job would then fail on the
+	// removed files.
+	if err := e.mon.Unregister(ctx, e.path(ds), HandlerName); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.mon.Unregister(ctx, e.path(ds), HandlerName); err != nil {
+	e.writeShapefile("lakes", 0o660)
+	if err := e.client.PublishShapefile(ctx, "alice", "lakes"); err != nil {
 		t.Fatal(err)
 	}
 	for _, ext := range requiredExts {
