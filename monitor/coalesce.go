@@ -199,14 +199,22 @@ func (c *coalescer) dropUnder(handler, dir string) int {
 	return left
 }
 
-// drop forgets every pending event of handler at or below root and returns
-// how many (handler, path) entries it dropped.
-func (c *coalescer) drop(handler, root string) int {
+// dropSeenBefore forgets the pending events of handler at or below root
+// seen before t and returns how many (handler, path) entries it emptied.
+func (c *coalescer) dropSeenBefore(handler, root string, t time.Time) int {
 	n := 0
 	for k, e := range c.byKey {
-		if k.handler == handler && (k.path == root || under(k.path, root)) {
-			e.evs = nil // skipped by due and next
-			delete(c.byKey, k)
+		if k.handler != handler || (k.path != root && !under(k.path, root)) {
+			continue
+		}
+		kept := e.evs[:0]
+		for _, ev := range e.evs {
+			if !ev.seen.Before(t) {
+				kept = append(kept, ev)
+			}
+		}
+		if e.evs = kept; len(kept) == 0 {
+			delete(c.byKey, k) // skipped by due and next
 			n++
 		}
 	}

@@ -20,9 +20,10 @@ import (
 
 const maxWatchesFile = "/proc/sys/fs/inotify/max_user_watches"
 
-// Run loads the stored registrations, watches every registered tree,
-// resyncs each registration whose directory exists, then delivers file
-// events to the sink until ctx ends. Sink and resync errors are logged and
+// Run loads the stored registrations, watches every registered tree, starts
+// the resync of each registration whose directory exists, and delivers file
+// events to the sink until ctx ends; resyncs run beside the delivery (see
+// resyncs), and Run waits for them before it returns. Sink and resync errors are logged and
 // counted; they never stop the loop. Neither does a tree that cannot be
 // watched, nor an inotify instance that cannot be created (the instance
 // limit): those registrations are degraded and retried every
@@ -60,9 +61,13 @@ func (m *Monitor) Run(ctx context.Context) error {
 	m.log.WithFields(logrus.Fields{"max_user_watches": m.maxWatch, "watches": m.Stats().Watches}).
 		Info("inotify watch budget")
 	m.startOnce.Do(func() { close(m.started) })
+	rctx, stop := context.WithCancel(ctx)
+	rs := newResyncs(rctx)
+	defer rs.wg.Wait()
+	defer stop()
 	for _, r := range regs {
 		if isDir(r.Path) {
-			m.resync(ctx, r)
+			rs.start(m, r)
 		}
 	}
 
@@ -102,17 +107,19 @@ func (m *Monitor) Run(ctx context.Context) error {
 			if !ok {
 				return errors.New("run monitor: watcher closed")
 			}
-			m.handleError(ctx, err, q)
+			m.handleError(err, q, rs)
 		case err := <-m.inject:
-			m.handleError(ctx, err, q)
+			m.handleError(err, q, rs)
 		case <-ticks:
 			if w == nil {
 				if w = m.openWatcher(); w != nil {
-					m.handleError(ctx, errNewWatcher, q) // watch and resync everything
+					m.handleError(errNewWatcher, q, rs) // watch and resync everything
 				}
 			} else {
-				m.retry(ctx)
+				m.retry(rs)
 			}
+		case d := <-rs.done:
+			rs.finish(m, d, q)
 		case <-wake:
 		}
 		for _, ev := range q.due(time.Now()) {
@@ -245,7 +252,7 @@ func (m *Monitor) degradeLocked(r Registration, err error) {
 // are now fully watched. A registration that failed on a watch limit first
 // retries the directory that failed, so that a limit still reached costs
 // one system call, not a walk of the tree.
-func (m *Monitor) retry(ctx context.Context) {
+func (m *Monitor) retry(rs *resyncs) {
 	m.mu.Lock()
 	var recovered []Registration
 	if len(m.degraded) == 0 {
@@ -269,7 +276,7 @@ func (m *Monitor) retry(ctx context.Context) {
 	}
 	m.mu.Unlock()
 	for _, r := range recovered {
-		m.resync(ctx, r)
+		rs.start(m, r)
 	}
 }
 
@@ -484,9 +491,8 @@ func (m *Monitor) emit(q *coalescer, ev handlers.FileEvent, now time.Time) {
 
 // handleError resyncs every registration after an overflow (events were
 // lost, directories may be unwatched) or once the inotify instance could be
-// created, and logs anything else. The events read before and still waiting
-// in q are dropped for each registration whose resync covered them.
-func (m *Monitor) handleError(ctx context.Context, err error, q *coalescer) {
+// created, and logs anything else.
+func (m *Monitor) handleError(err error, q *coalescer, rs *resyncs) {
 	switch {
 	case errors.Is(err, errNewWatcher):
 		m.log.Warn("inotify instance created: watching and resyncing every registration")
@@ -499,25 +505,10 @@ func (m *Monitor) handleError(ctx context.Context, err error, q *coalescer) {
 		return
 	}
 	for _, r := range m.rewatch() {
-		if isDir(r.Path) && m.resync(ctx, r) {
-			m.dropped.Add(uint64(q.drop(r.Handler, r.Path)))
+		if isDir(r.Path) {
+			rs.start(m, r)
 		}
 	}
-}
-
-// resync runs the registration's resync and reports whether it covered the
-// registration's waiting events.
-func (m *Monitor) resync(ctx context.Context, r Registration) bool {
-	if m.opts.Resync == nil {
-		return false
-	}
-	covered, err := m.opts.Resync(ctx, r)
-	if err != nil {
-		m.handlerErrors.Add(1)
-		m.log.WithError(err).WithFields(logrus.Fields{"path": r.Path, "handler": r.Handler}).Error("resync")
-		return false
-	}
-	return covered
 }
 
 // deliver hands ev to the sink, then to Observe with the time since the
