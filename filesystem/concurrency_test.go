@@ -40,6 +40,36 @@ func (m countingMagpie) UserPermissions(ctx context.Context, user string, resID 
 	return m.Magpie.UserPermissions(ctx, user, resID, v)
 }
 
+// userNames returns n user names, user00, user01, ...
+func userNames(n int) []string {
+	var names []string
+	for i := range n {
+		names = append(names, fmt.Sprintf("user%02d", i))
+	}
+	return names
+}
+
+// holdUntilInFlight returns a counter whose permission requests are each
+// held until bound are in flight at once (so that a test needs that many at
+// once, whatever the machine's speed).
+func holdUntilInFlight(t *testing.T, bound int32) *permCounter {
+	reached := make(chan struct{})
+	var once sync.Once
+	c := &permCounter{}
+	c.hold = func(string) {
+		if c.inFlight.Load() >= bound {
+			once.Do(func() { close(reached) })
+		}
+		select {
+		case <-reached:
+		case <-time.After(10 * time.Second):
+			t.Errorf("%d requests in flight at most, want %d at once", c.peak.Load(), bound)
+			once.Do(func() { close(reached) })
+		}
+	}
+	return c
+}
+
 // counted returns a handler whose Magpie sessions count their permission
 // requests in c.
 func (e *env) counted(c *permCounter, opts filesystem.Options) *filesystem.Handler {
@@ -56,10 +86,7 @@ func (e *env) counted(c *permCounter, opts filesystem.Options) *filesystem.Handl
 // test needs that many at once, whatever the machine's speed).
 func TestMagpieRequestsBounded(t *testing.T) {
 	const users, bound = 40, 4
-	var names []string
-	for i := range users {
-		names = append(names, fmt.Sprintf("user%02d", i))
-	}
+	names := userNames(users)
 	e := newEnv(t, names, names...)
 	e.mg.SetLatency(2 * time.Millisecond)
 	for i, u := range names {
@@ -72,20 +99,7 @@ func TestMagpieRequestsBounded(t *testing.T) {
 	}
 	e.file("weaver/public/p.nc", 0o644)
 
-	reached := make(chan struct{})
-	var once sync.Once
-	c := &permCounter{}
-	c.hold = func(string) {
-		if c.inFlight.Load() >= bound {
-			once.Do(func() { close(reached) })
-		}
-		select {
-		case <-reached:
-		case <-time.After(10 * time.Second):
-			t.Errorf("%d requests in flight at most, want %d at once", c.peak.Load(), bound)
-			once.Do(func() { close(reached) })
-		}
-	}
+	c := holdUntilInFlight(t, bound)
 	h := e.counted(c, filesystem.Options{Workers: 8, MagpieConcurrency: bound})
 	st, err := h.Reconcile(ctx(t), filesystem.Scope{}, filesystem.ReconcileOptions{})
 	must(t, err)
@@ -134,6 +148,25 @@ func (g *gate) hold(user string) {
 	<-g.open
 }
 
+// heldReconcile starts a full reconcile by a handler whose Magpie answers
+// about user are held, and returns once it asks about user: reconciled
+// gets its error, release lets it go on (at the test's end at the latest).
+func (e *env) heldReconcile(t *testing.T, user string, opts filesystem.Options) (h *filesystem.Handler, reconciled <-chan error, release func()) {
+	t.Helper()
+	g := newGate(user)
+	h = e.counted(&permCounter{hold: g.hold}, opts)
+	c := ctx(t)
+	ch := make(chan error, 1)
+	go func() {
+		_, err := h.Reconcile(c, filesystem.Scope{}, filesystem.ReconcileOptions{})
+		ch <- err
+	}()
+	release = sync.OnceFunc(func() { close(g.open) })
+	t.Cleanup(release)
+	waitFor(t, c, g.entered, "the reconcile asks about "+user)
+	return h, ch, release
+}
+
 // waitFor waits for ch, failing the test at the context's deadline.
 func waitFor(t *testing.T, c context.Context, ch <-chan struct{}, what string) {
 	t.Helper()
@@ -153,18 +186,8 @@ func TestFileEventDuringReconcile(t *testing.T) {
 	must(t, e.mg.SetUserPermission("bob", e.routeID, allow))
 	a := e.file(e.userFile("weaver", "alice", "job/a.nc"), 0o664)
 	e.file("weaver/public/old.nc", 0o644)
-	g := newGate("alice")
-	h := e.counted(&permCounter{hold: g.hold}, filesystem.Options{Workers: 2})
+	h, reconciled, release := e.heldReconcile(t, "alice", filesystem.Options{Workers: 2})
 	c := ctx(t)
-
-	reconciled := make(chan error, 1)
-	go func() {
-		_, err := h.Reconcile(c, filesystem.Scope{}, filesystem.ReconcileOptions{})
-		reconciled <- err
-	}()
-	release := sync.OnceFunc(func() { close(g.open) })
-	defer release() // on failure too
-	waitFor(t, c, g.entered, "the reconcile asks about alice")
 
 	pub := e.file("weaver/public/new.nc", 0o644)
 	b := e.file(e.userFile("weaver", "bob", "job/b.nc"), 0o664)
@@ -205,20 +228,12 @@ func TestUserDeletedWaitsForReconcile(t *testing.T) {
 	e := newEnv(t, []string{"alice"}, "alice")
 	must(t, e.mg.SetUserPermission("alice", e.routeID, allow))
 	e.file(e.userFile("weaver", "alice", "job/a.nc"), 0o664)
-	g := newGate("alice")
-	h := e.counted(&permCounter{hold: g.hold}, filesystem.Options{Workers: 2})
+	h, reconciled, release := e.heldReconcile(t, "alice", filesystem.Options{Workers: 2})
 	c := ctx(t)
-
-	reconciled := make(chan error, 1)
-	go func() {
-		_, err := h.Reconcile(c, filesystem.Scope{}, filesystem.ReconcileOptions{})
-		reconciled <- err
-	}()
-	waitFor(t, c, g.entered, "the reconcile asks about alice")
 	deleted := make(chan error, 1)
 	go func() { deleted <- h.UserDeleted(c, handlers.UserEvent{Action: handlers.Deleted, UserName: "alice"}) }()
-	close(g.open)
-	for _, ch := range []chan error{reconciled, deleted} {
+	release()
+	for _, ch := range []<-chan error{reconciled, deleted} {
 		select {
 		case err := <-ch:
 			must(t, err)
@@ -404,10 +419,7 @@ func TestServiceReplacedBetweenRuns(t *testing.T) {
 // member, and links what each member may now read.
 func TestGroupPermissionRequestsBounded(t *testing.T) {
 	const users, bound = 40, 4
-	var names []string
-	for i := range users {
-		names = append(names, fmt.Sprintf("user%02d", i))
-	}
+	names := userNames(users)
 	e := newEnv(t, names, names...)
 	_, err := e.mg.AddGroup("team")
 	must(t, err)
@@ -422,20 +434,7 @@ func TestGroupPermissionRequestsBounded(t *testing.T) {
 	}
 	must(t, e.mg.SetGroupPermission("team", e.routeID, allow))
 
-	reached := make(chan struct{})
-	var once sync.Once
-	c := &permCounter{}
-	c.hold = func(string) {
-		if c.inFlight.Load() >= bound {
-			once.Do(func() { close(reached) })
-		}
-		select {
-		case <-reached:
-		case <-time.After(10 * time.Second):
-			t.Errorf("%d requests in flight at most, want %d at once", c.peak.Load(), bound)
-			once.Do(func() { close(reached) })
-		}
-	}
+	c := holdUntilInFlight(t, bound)
 	h := e.counted(c, filesystem.Options{Workers: 2, MagpieConcurrency: bound})
 	must(t, h.PermissionCreated(ctx(t), e.permEvent(handlers.Created, e.routeID, "", "team")))
 	if p := c.peak.Load(); p > bound {
@@ -467,18 +466,8 @@ func TestUserCreatedDuringReconcile(t *testing.T) {
 	a := e.file(e.userFile("weaver", "alice", "job/a.nc"), 0o664)
 	cs := e.file(e.userFile("weaver", "carol", "job/c.nc"), 0o664)
 	d := e.file(e.userFile("raven", "carol", "job/d.nc"), 0o664)
-	g := newGate("alice")
-	h := e.counted(&permCounter{hold: g.hold}, filesystem.Options{Workers: 2})
+	h, reconciled, release := e.heldReconcile(t, "alice", filesystem.Options{Workers: 2})
 	c := ctx(t)
-
-	reconciled := make(chan error, 1)
-	go func() {
-		_, err := h.Reconcile(c, filesystem.Scope{}, filesystem.ReconcileOptions{})
-		reconciled <- err
-	}()
-	release := sync.OnceFunc(func() { close(g.open) })
-	defer release()
-	waitFor(t, c, g.entered, "the reconcile asks about alice")
 
 	done := make(chan error, 1)
 	go func() { done <- h.UserCreated(c, handlers.UserEvent{Action: handlers.Created, UserName: "carol"}) }()

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -188,17 +187,7 @@ func TestPeriodic(t *testing.T) {
 func TestReconcileRunningGauge(t *testing.T) {
 	e := newEnv(t, []string{"alice"}, "alice")
 	e.file(e.userFile("weaver", "alice", "job/a.nc"), 0o664)
-	g := newGate("alice")
-	h := e.counted(&permCounter{hold: g.hold}, filesystem.Options{Workers: 2})
-	c := ctx(t)
-	reconciled := make(chan error, 1)
-	go func() {
-		_, err := h.Reconcile(c, filesystem.Scope{}, filesystem.ReconcileOptions{})
-		reconciled <- err
-	}()
-	release := sync.OnceFunc(func() { close(g.open) })
-	defer release()
-	waitFor(t, c, g.entered, "the reconcile asks about alice")
+	h, reconciled, release := e.heldReconcile(t, "alice", filesystem.Options{Workers: 2})
 	if v := metricValues(t, h)["cowbird_reconcile_running"]; v != 1 {
 		t.Errorf("cowbird_reconcile_running = %v during a reconcile, want 1", v)
 	}
