@@ -51,6 +51,7 @@ const (
 var (
 	latency         time.Duration // how long the Magpie emulator holds every answer
 	dispatchTimeout time.Duration // the daemon's dispatch_timeout in the users phase (0: its default)
+	resyncFirst     bool          // users phase: one FileSystem resync before the webhooks
 )
 
 func main() {
@@ -59,6 +60,7 @@ func main() {
 	bin := flag.String("bin", "", "cowbird binary (default: go build ./cmd/cowbird into a temp dir)")
 	flag.DurationVar(&latency, "magpie-latency", 0, "hold every answer of the Magpie emulator this long (e.g. 20ms)")
 	flag.DurationVar(&dispatchTimeout, "dispatch-timeout", 0, "users phase: the daemon's dispatch_timeout (0: its default, 30s)")
+	flag.BoolVar(&resyncFirst, "resync-first", true, "users phase: one FileSystem resync before the webhooks, as the periodic reconcile of a running daemon has done (it builds the index of unchanged directories, which the start-up reconcile of a new tree cannot)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	err := run(ctx, *bin, *files, *users)
@@ -311,9 +313,29 @@ func quiesce(ctx context.Context, metrics string) error {
 			last, still = v, time.Now()
 		}
 	}
-	fmt.Printf("daemon idle %s after its start-up reconcile (%.0f file events and reconciles meanwhile)\n",
+	fmt.Printf("daemon idle after %s (%.0f file events and reconciles meanwhile)\n",
 		time.Since(t0).Round(100*time.Millisecond), last-first)
 	return nil
+}
+
+// resync runs one FileSystem resync (the original's route, which answers
+// once it is over) and waits for the daemon to be idle again.
+func resync(ctx context.Context, base string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, base+"/handlers/FileSystem/resync", nil)
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("resync: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("resync: %s", resp.Status)
+	}
+	fmt.Printf("resync before the webhooks: %s\n", time.Since(t0).Round(time.Millisecond))
+	return quiesce(ctx, base+"/metrics")
 }
 
 func usersPhase(ctx context.Context, bin string, users int) error {
@@ -348,6 +370,11 @@ func usersPhase(ctx context.Context, bin string, users int) error {
 	}
 	if err := quiesce(ctx, d.URL+"/metrics"); err != nil {
 		return err
+	}
+	if resyncFirst {
+		if err := resync(ctx, d.URL); err != nil {
+			return err
+		}
 	}
 	measure := func(name, path string, body map[string]any) error {
 		b, err := json.Marshal(body)
