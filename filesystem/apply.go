@@ -224,7 +224,11 @@ func (r *run) sourceMode(rel string, read bool) {
 	abs := r.srcPath(rel)
 	if !r.dry {
 		if r.handler.watch != nil {
-			r.handler.watch.Changing(abs)
+			var others fs.FileMode // ---
+			if read {
+				others = 0o4 // r--
+			}
+			r.handler.watch.Changing(abs, others)
 		}
 		if _, err := r.wps.SetOthers(rel, read, false, false); err != nil {
 			r.fail(OpMode, abs, err)

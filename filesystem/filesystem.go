@@ -66,10 +66,10 @@ type Magpie interface {
 type Watcher interface {
 	// Register watches path for the named handler.
 	Register(ctx context.Context, path, handler string, recursive bool) error
-	// Changing announces that the handler is about to change path's
-	// attributes (a source's mode) in the watched tree: that change's event
-	// is not reported.
-	Changing(path string)
+	// Changing announces that the handler is about to set path's others
+	// bits (a source's mode) to others in the watched tree: that change's
+	// event is not reported.
+	Changing(path string, others fs.FileMode)
 }
 
 // Options tunes a Handler.

@@ -3,6 +3,7 @@ package filesystem_test
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -445,10 +446,10 @@ func (w *watch) Register(_ context.Context, path, handler string, recursive bool
 	return w.register
 }
 
-func (w *watch) Changing(path string) {
+func (w *watch) Changing(path string, others fs.FileMode) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.changing = append(w.changing, path)
+	w.changing = append(w.changing, fmt.Sprintf("%s %o", path, others))
 }
 
 func TestStartAndOwnWrites(t *testing.T) {
@@ -469,7 +470,7 @@ func TestStartAndOwnWrites(t *testing.T) {
 	must(t, os.WriteFile(src, nil, 0o664))
 	_, err := h.Reconcile(ctx(t), filesystem.Scope{}, filesystem.ReconcileOptions{})
 	must(t, err)
-	if want := []string{src}; !slices.Equal(w.changing, want) {
+	if want := []string{src + " 0"}; !slices.Equal(w.changing, want) {
 		t.Errorf("changing %v, want %v (the mode change of the denied source)", w.changing, want)
 	}
 }

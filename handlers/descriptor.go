@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -103,9 +104,9 @@ type Watcher interface {
 	Register(ctx context.Context, path, handler string, recursive bool) error
 	// Unregister removes the watch of path for the named handler.
 	Unregister(ctx context.Context, path, handler string) error
-	// Changing announces that the handler is about to change path's
-	// attributes in a watched tree: that change's event is not reported.
-	Changing(path string)
+	// Changing announces that the handler is about to set path's others
+	// bits to others in a watched tree: that change's event is not reported.
+	Changing(path string, others fs.FileMode)
 }
 
 // Starter is a handler with work to do once before events flow (create a

@@ -622,7 +622,7 @@ func TestChanging(t *testing.T) {
 	write(t, p("other"), "x")
 	h := start(t, Options{}, nil, rec(root, "fs"))
 
-	h.m.Changing(p("own"))
+	h.m.Changing(p("own"), 0)
 	for _, f := range []string{"own", "other"} {
 		if err := os.Chmod(p(f), 0o600); err != nil {
 			t.Fatal(err)
@@ -656,7 +656,7 @@ func TestChangingReadLate(t *testing.T) {
 		m.handle(fsnotify.Event{Name: f, Op: op}, q)
 		return len(q.due(time.Now()))
 	}
-	m.Changing(f)
+	m.Changing(f, 0)
 	if n := read(fsnotify.Chmod); n != 1 {
 		t.Errorf("an earlier change read before the caller's: %d events, want 1", n)
 	}
@@ -674,6 +674,30 @@ func TestChangingReadLate(t *testing.T) {
 	}
 	if n := read(fsnotify.Chmod); n != 1 {
 		t.Errorf("a later change: %d events, want 1", n)
+	}
+}
+
+// A change announced but not made (the chmod failed) does not hide
+// someone else's change to other others bits.
+func TestChangingNotMade(t *testing.T) {
+	root := t.TempDir()
+	f := filepath.Join(root, "f")
+	write(t, f, "x")
+	if err := os.Chmod(f, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	m := New(Options{})
+	if err := m.Register(t.Context(), root, "fs", true); err != nil {
+		t.Fatal(err)
+	}
+	q := newCoalescer(0)
+	m.Changing(f, 0o4) // r-- announced, never set
+	if err := os.Chmod(f, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m.handle(fsnotify.Event{Name: f, Op: fsnotify.Chmod}, q)
+	if n := len(q.due(time.Now())); n != 1 {
+		t.Errorf("someone else's chmod to others ---: %d events, want 1", n)
 	}
 }
 

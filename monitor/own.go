@@ -18,10 +18,11 @@ const minChangingSweep = 64
 // fileState is what Changing saw of a path: any change to the path
 // (content, mode, owner, links, replacement) changes one of these.
 type fileState struct {
-	ino   uint64
-	mode  fs.FileMode
-	ctime int64 // ns
-	at    time.Time
+	ino    uint64
+	mode   fs.FileMode
+	ctime  int64 // ns
+	at     time.Time
+	others fs.FileMode // the others bits the caller is setting
 }
 
 func stateOf(fi fs.FileInfo) (fileState, bool) {
@@ -36,13 +37,14 @@ func (s fileState) same(o fileState) bool {
 	return s.ino == o.ino && s.mode == o.mode && s.ctime == o.ctime
 }
 
-// Changing tells the monitor that the caller is about to change the
-// attributes of path (chmod, chown) in a watched tree: the first attribute
-// event read once path has changed is the caller's own and is not reported,
-// however late it is read; the events of earlier changes, and of later ones
-// (unless the kernel merged them into the caller's), are. The caller must
-// make the change: a record left without one would hide the next change.
-func (m *Monitor) Changing(path string) {
+// Changing tells the monitor that the caller is about to set the others
+// bits of path (a chmod) in a watched tree to others: the first attribute
+// event read once path has changed and has those bits is the caller's own
+// and is not reported, however late it is read; the events of earlier
+// changes, and of later ones (unless the kernel merged them into the
+// caller's), are. A change that was not made leaves a record that only an
+// identical change by someone else would consume (swept after changingTTL).
+func (m *Monitor) Changing(path string, others fs.FileMode) {
 	path, err := cleanPath(path)
 	if err != nil {
 		return // such a path cannot be watched either
@@ -55,7 +57,7 @@ func (m *Monitor) Changing(path string) {
 	if !ok {
 		return
 	}
-	st.at = time.Now()
+	st.at, st.others = time.Now(), others&0o7
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.changing[path] = st
@@ -75,15 +77,17 @@ func (m *Monitor) Changing(path string) {
 // ownLocked reports whether an attribute event of path, which fi shows as
 // it is now, is the one of a change announced by Changing; that record is
 // then consumed. While path is as Changing saw it, the change is not made
-// yet: the event is an earlier one's.
+// yet: the event is an earlier one's. A change to other others bits is
+// someone else's.
 func (m *Monitor) ownLocked(path string, fi fs.FileInfo) bool {
 	before, ok := m.changing[path]
 	if !ok {
 		return false
 	}
-	if now, ok := stateOf(fi); ok && now.same(before) {
+	now, ok := stateOf(fi)
+	if !ok || now.same(before) {
 		return false
 	}
 	delete(m.changing, path)
-	return true
+	return now.mode&0o7 == before.others
 }
