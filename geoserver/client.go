@@ -227,6 +227,22 @@ func (c *Client) RemoveShapefile(ctx context.Context, ws, name string) error {
 	return nil
 }
 
+// FeatureTypes lists the feature types of ws's data store. A workspace or
+// data store GeoServer does not have (404) has none. It changes nothing,
+// and is not counted among the operations of Requests.
+func (c *Client) FeatureTypes(ctx context.Context, ws string) ([]string, error) {
+	if err := checkName("workspace", ws); err != nil {
+		return nil, fmt.Errorf("list feature types: %w", err)
+	}
+	var types namedList
+	if _, err := c.get(ctx, c.featureTypesPath(ws), &struct {
+		FeatureTypes *namedList `json:"featureTypes"`
+	}{&types}); err != nil {
+		return nil, fmt.Errorf("list feature types of workspace %q: %w", ws, err)
+	}
+	return types, nil
+}
+
 func (c *Client) featureTypesPath(ws string) string {
 	return "/workspaces/" + url.PathEscape(ws) + "/datastores/" + url.PathEscape(DatastoreName(ws)) + "/featuretypes"
 }

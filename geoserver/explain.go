@@ -312,13 +312,12 @@ func (e *explainer) gsDatastore(ctx context.Context, wsPath string) bool {
 // and compares them with the shapefiles (layersFacts).
 func (e *explainer) gsLayers(ctx context.Context, wsPath string) {
 	gs := e.h.gs
-	var types, layers namedList
-	if _, err := gs.get(ctx, gs.featureTypesPath(e.ws), &struct {
-		FeatureTypes *namedList `json:"featureTypes"`
-	}{&types}); err != nil {
+	types, err := gs.FeatureTypes(ctx, e.ws)
+	if err != nil {
 		e.gsDown(err)
 		return
 	}
+	var layers namedList
 	if _, err := gs.get(ctx, wsPath+"/layers", &struct {
 		Layers *namedList `json:"layers"`
 	}{&layers}); err != nil {

@@ -334,11 +334,7 @@ func (h *Handler) handleFile(ctx context.Context, ev handlers.FileEvent, t targe
 	if layer, ok := layerOf(t.entry); ok {
 		switch ev.Op {
 		case handlers.FileCreated:
-			err = h.jobs.Enqueue(ctx, Step{Kind: StepValidateShapefile, Workspace: ws, Shapefile: layer},
-				Step{Kind: StepPublishShapefile, Workspace: ws, Shapefile: layer})
-			if err == nil {
-				err = h.layerFromFiles(ctx, ws, layer)
-			}
+			err = h.shapefileCreated(ctx, root, ws, layer)
 		case handlers.FileModified:
 			err = h.layerFromFiles(ctx, ws, layer)
 		case handlers.FileDeleted:
@@ -394,6 +390,24 @@ func layerOf(entry string) (string, bool) {
 func isDir(root *safefs.Root, rel string) bool {
 	st, err := root.Lstat(rel)
 	return err == nil && st.IsDir()
+}
+
+// shapefileCreated queues the validation and publication of layer and sets
+// its Magpie layer permissions from its files. A .shp that is not a regular
+// file (a symlink, a directory) is skipped with a warning: GeoServer would
+// follow a symlink out of the datastore.
+func (h *Handler) shapefileCreated(ctx context.Context, root *safefs.Root, ws, layer string) error {
+	if st, err := root.Lstat(mainFile(ws, layer)); err == nil && !st.Mode.IsRegular() {
+		h.log.WithFields(logrus.Fields{"path": filepath.Join(h.dir, mainFile(ws, layer)), "mode": st.Mode.String()}).
+			Warn("shapefile is not a regular file: not published")
+		return nil
+	}
+	err := h.jobs.Enqueue(ctx, Step{Kind: StepValidateShapefile, Workspace: ws, Shapefile: layer},
+		Step{Kind: StepPublishShapefile, Workspace: ws, Shapefile: layer})
+	if err != nil {
+		return err
+	}
+	return h.layerFromFiles(ctx, ws, layer)
 }
 
 // shapefileDeleted queues the layer's removal from GeoServer, deletes the
@@ -467,12 +481,14 @@ func (h *Handler) validateShapefile(ws, layer string) error {
 	}
 	var missing []string
 	for _, ext := range requiredExts {
-		if _, err := root.Lstat(datastoreRel(ws) + "/" + layer + ext); err != nil {
+		// A symlink is refused too: GeoServer would read what it points at.
+		if st, err := root.Lstat(datastoreRel(ws) + "/" + layer + ext); err != nil || !st.Mode.IsRegular() {
 			missing = append(missing, layer+ext)
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("validate shapefile %q of %q: missing %s: %w", layer, ws, strings.Join(missing, ", "), errShapefileIncomplete)
+		return fmt.Errorf("validate shapefile %q of %q: missing or not a regular file: %s: %w",
+			layer, ws, strings.Join(missing, ", "), errShapefileIncomplete)
 	}
 	return nil
 }
