@@ -9,6 +9,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/cowbird-go/cowbird/actions"
+	"github.com/cowbird-go/cowbird/handlers"
 )
 
 // StatusType is the name under which Auth.RunnableBy lists who may call
@@ -227,41 +228,28 @@ func (s *Server) getStatus(c echo.Context) error {
 	return c.JSON(http.StatusOK, st)
 }
 
-// JournalCounts reads the whole journal, a page per read transaction, and
-// counts its events as GET /events?status= classifies them.
-func JournalCounts(ctx context.Context, j Journal) (JournalState, error) {
-	var st JournalState
-	now := time.Now().UTC()
-	for after := uint64(0); ; {
-		recs, err := j.Events(ctx, after, eventScanPage)
-		if err != nil {
-			return st, err
-		}
-		for _, rec := range recs {
-			after = rec.ID
-			st.Events++
-			if len(finalFailures(rec)) > 0 {
-				st.Failed++
-				st.LastFailed = rec.ID
-			}
-			if len(rec.Pending) == 0 {
-				continue
-			}
-			st.Pending++
-			if st.OldestPending == nil || rec.Received.Before(*st.OldestPending) {
-				t := rec.Received.UTC()
-				st.OldestPending = &t
-			}
-			retry := rec.RetryAt.UTC()
-			if retry.Before(now) { // zero or past: due now
-				retry = now
-			}
-			if st.NextRetry == nil || retry.Before(*st.NextRetry) {
-				st.NextRetry = &retry
-			}
-		}
-		if len(recs) < eventScanPage {
-			return st, nil
-		}
+// JournalCounter counts the journal's records by state from its indexes;
+// *store.DB is one.
+type JournalCounter interface {
+	Counts(ctx context.Context) (handlers.JournalCounts, error)
+}
+
+// JournalCounts counts the journal's events as GET /events?status=
+// classifies them, from j's indexes: its cost grows with the pending and
+// failed events, not with the journal.
+func JournalCounts(ctx context.Context, j JournalCounter) (JournalState, error) {
+	c, err := j.Counts(ctx)
+	if err != nil {
+		return JournalState{}, err
 	}
+	st := JournalState{Events: c.Events, Pending: c.Pending, Failed: c.Failed, LastFailed: c.LastFailed}
+	if c.Pending > 0 {
+		oldest := c.OldestPending.UTC()
+		retry := c.NextRetry.UTC()
+		if now := time.Now().UTC(); retry.Before(now) { // zero or past: due now
+			retry = now
+		}
+		st.OldestPending, st.NextRetry = &oldest, &retry
+	}
+	return st, nil
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cowbird-go/cowbird/actions"
+	"github.com/cowbird-go/cowbird/handlers"
 )
 
 // fixedStatus answers a status with only what the daemon fills, or err.
@@ -126,7 +127,7 @@ func TestStatusRouteOnlyWithStatus(t *testing.T) {
 }
 
 // TestJournalCounts counts the seeded journal as GET /events classifies
-// it, also when the scan takes several pages.
+// it, and a replayed failure no longer counts as failed.
 func TestJournalCounts(t *testing.T) {
 	db := openStore(t)
 	j := seedJournal(t, db)
@@ -138,29 +139,75 @@ func TestJournalCounts(t *testing.T) {
 	for _, r := range recs {
 		received[r.ID] = r.Received.UTC()
 	}
-	for _, page := range []int{500, 1, 3} {
-		saved := eventScanPage
-		eventScanPage = page
-		before := time.Now().UTC()
-		st, err := JournalCounts(t.Context(), db)
-		eventScanPage = saved
-		if err != nil {
-			t.Fatal(err)
-		}
-		// failed: alice's user_created; pending: the retry (in an hour) and
-		// the group event, never tried, so due now.
-		if st.Events != 4 || st.Failed != 1 || st.LastFailed != j.failed || st.Pending != 2 {
-			t.Errorf("page %d: counts = %+v", page, st)
-		}
-		if st.OldestPending == nil || !st.OldestPending.Equal(received[j.retry]) {
-			t.Errorf("page %d: oldest pending = %v, want %v", page, st.OldestPending, received[j.retry])
-		}
-		if st.NextRetry == nil || st.NextRetry.Before(before) || st.NextRetry.After(time.Now()) {
-			t.Errorf("page %d: next retry = %v, want now (the group event is due)", page, st.NextRetry)
-		}
+	before := time.Now().UTC()
+	st, err := JournalCounts(t.Context(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// failed: alice's user_created; pending: the retry (in an hour) and
+	// the group event, never tried, so due now.
+	if st.Events != 4 || st.Failed != 1 || st.LastFailed != j.failed || st.Pending != 2 {
+		t.Errorf("counts = %+v", st)
+	}
+	if st.OldestPending == nil || !st.OldestPending.Equal(received[j.retry]) {
+		t.Errorf("oldest pending = %v, want %v", st.OldestPending, received[j.retry])
+	}
+	if st.NextRetry == nil || st.NextRetry.Before(before) || st.NextRetry.After(time.Now()) {
+		t.Errorf("next retry = %v, want now (the group event is due)", st.NextRetry)
+	}
+	if err := db.Done(t.Context(), j.failed, "Magpie"); err != nil { // an events.replay that succeeds
+		t.Fatal(err)
+	}
+	if st, err := JournalCounts(t.Context(), db); err != nil || st.Failed != 0 || st.LastFailed != 0 || st.Events != 4 {
+		t.Errorf("after the replay: counts = %+v, %v; want none failed", st, err)
 	}
 	empty, err := JournalCounts(t.Context(), openStore(t))
 	if err != nil || empty != (JournalState{}) {
 		t.Errorf("empty journal = %+v, %v", empty, err)
+	}
+}
+
+// fixedCounts is a JournalCounter that answers c, or err.
+type fixedCounts struct {
+	c   handlers.JournalCounts
+	err error
+}
+
+func (f fixedCounts) Counts(context.Context) (handlers.JournalCounts, error) { return f.c, f.err }
+
+// TestJournalCountsTimes: a pending event's retry in the past or never
+// set is due now, a later one is kept; with nothing pending both times are
+// absent; an error is passed on.
+func TestJournalCountsTimes(t *testing.T) {
+	oldest := time.Date(2020, 1, 2, 3, 4, 5, 0, time.FixedZone("X", 3600))
+	later := time.Now().Add(time.Hour)
+	for _, tc := range []struct {
+		name  string
+		retry time.Time
+		due   bool
+	}{{"never set", time.Time{}, true}, {"past", oldest, true}, {"later", later, false}} {
+		before := time.Now().UTC()
+		st, err := JournalCounts(t.Context(), fixedCounts{c: handlers.JournalCounts{Events: 5, Pending: 1,
+			OldestPending: oldest, NextRetry: tc.retry, Failed: 2, LastFailed: 4}})
+		if err != nil || st.Events != 5 || st.Pending != 1 || st.Failed != 2 || st.LastFailed != 4 {
+			t.Fatalf("%s: %+v, %v", tc.name, st, err)
+		}
+		if st.OldestPending == nil || !st.OldestPending.Equal(oldest) || st.OldestPending.Location() != time.UTC {
+			t.Errorf("%s: oldest pending = %v, want %v in UTC", tc.name, st.OldestPending, oldest)
+		}
+		if st.NextRetry == nil || st.NextRetry.Location() != time.UTC {
+			t.Fatalf("%s: next retry = %v, want a UTC time", tc.name, st.NextRetry)
+		}
+		if due := !st.NextRetry.Before(before) && !st.NextRetry.After(time.Now()); due != tc.due ||
+			(!tc.due && !st.NextRetry.Equal(tc.retry)) {
+			t.Errorf("%s: next retry = %v, want due now: %v", tc.name, st.NextRetry, tc.due)
+		}
+	}
+	st, err := JournalCounts(t.Context(), fixedCounts{c: handlers.JournalCounts{Events: 3, Failed: 1, LastFailed: 2}})
+	if err != nil || st != (JournalState{Events: 3, Failed: 1, LastFailed: 2}) {
+		t.Errorf("nothing pending: %+v, %v", st, err)
+	}
+	if _, err := JournalCounts(t.Context(), fixedCounts{err: errors.New("database closed")}); err == nil {
+		t.Error("the counter's error is lost")
 	}
 }

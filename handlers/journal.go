@@ -36,3 +36,22 @@ type Record struct {
 	// RetryAt is when the pending handlers are due again (zero: now).
 	RetryAt time.Time
 }
+
+// JournalCounts counts a journal's records by state, as GET /events
+// classifies them (store.DB.Counts).
+type JournalCounts struct {
+	// Events is the number of records the journal holds.
+	Events int
+	// Pending is the number of records with a handler still to run.
+	// OldestPending is the earliest Received among them; NextRetry the
+	// earliest RetryAt, zero when one of them has none (due now). Both are
+	// zero when nothing is pending.
+	Pending       int
+	OldestPending time.Time
+	NextRetry     time.Time
+	// Failed is the number of records with a final failure (a handler with
+	// an error that is no longer pending); LastFailed is the highest of
+	// their IDs (0: none).
+	Failed     int
+	LastFailed uint64
+}

@@ -105,20 +105,75 @@ func decodeRecord(id uint64, data []byte) (handlers.Record, error) {
 	return r.decode(id)
 }
 
-// pendingMark is the value of pending index entries: non-empty, so that Get
-// tells a present entry from an absent one.
-var pendingMark = []byte{1}
+// indexMark is the value of index entries (pending, failed): non-empty, so
+// that Get tells a present entry from an absent one.
+var indexMark = []byte{1}
 
-// putRecord writes r and keeps the pending index in step with r.Pending.
+// failedForGood reports whether r has a final failure: a handler with an
+// error that is no longer pending (what GET /events lists as failed).
+func (r record) failedForGood() bool {
+	for h := range r.Failed {
+		if !slices.Contains(r.Pending, h) {
+			return true
+		}
+	}
+	return false
+}
+
+// putRecord writes r and keeps the pending and failed indexes in step with
+// it.
 func putRecord(tx *bolt.Tx, id uint64, r record) error {
 	key := idKey(id)
 	if err := putJSON(tx, eventsBucket, key, r); err != nil {
 		return err
 	}
-	if len(r.Pending) == 0 {
-		return tx.Bucket(pendingBucket).Delete(key)
+	if err := setIndex(tx.Bucket(pendingBucket), key, len(r.Pending) > 0); err != nil {
+		return fmt.Errorf("update pending index: %w", err)
 	}
-	return tx.Bucket(pendingBucket).Put(key, pendingMark)
+	if err := setIndex(tx.Bucket(failedBucket), key, r.failedForGood()); err != nil {
+		return fmt.Errorf("update failed index: %w", err)
+	}
+	return nil
+}
+
+// setIndex adds key to the index b when in, and removes it otherwise. An
+// entry already there is not rewritten; deleting an absent one is a no-op.
+func setIndex(b *bolt.Bucket, key []byte, in bool) error {
+	if !in {
+		return b.Delete(key)
+	}
+	if b.Get(key) != nil {
+		return nil
+	}
+	return b.Put(key, indexMark)
+}
+
+// ensureFailedIndex creates the failed index if the database has none (it
+// was created by a version without it) and fills it from the records, once.
+func ensureFailedIndex(tx *bolt.Tx) error {
+	if tx.Bucket(failedBucket) != nil {
+		return nil
+	}
+	failed, err := tx.CreateBucket(failedBucket)
+	if err != nil {
+		return fmt.Errorf("create bucket %s: %w", failedBucket, err)
+	}
+	return tx.Bucket(eventsBucket).ForEach(func(k, v []byte) error {
+		var r struct {
+			Pending []string          `json:"pending"`
+			Failed  map[string]string `json:"failed"`
+		}
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("index failed events: decode event %d: %w", binary.BigEndian.Uint64(k), err)
+		}
+		if !(record{Pending: r.Pending, Failed: r.Failed}).failedForGood() {
+			return nil
+		}
+		if err := failed.Put(bytes.Clone(k), indexMark); err != nil {
+			return fmt.Errorf("index failed events: %w", err)
+		}
+		return nil
+	})
 }
 
 // Append implements handlers.Journal. It records ev as received now (UTC)
@@ -304,7 +359,7 @@ func (db *DB) Prune(ctx context.Context, now time.Time, maxAge time.Duration, ma
 	cutoff := now.Add(-maxAge)
 	var removed int
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
-		events, pending := tx.Bucket(eventsBucket), tx.Bucket(pendingBucket)
+		events, pending, failed := tx.Bucket(eventsBucket), tx.Bucket(pendingBucket), tx.Bucket(failedBucket)
 		excess := 0
 		if maxEvents > 0 {
 			excess = events.Stats().KeyN - maxEvents
@@ -335,6 +390,9 @@ func (db *DB) Prune(ctx context.Context, now time.Time, maxAge time.Duration, ma
 		for _, k := range doomed {
 			if err := events.Delete(k); err != nil {
 				return err
+			}
+			if err := failed.Delete(k); err != nil { // a no-op unless it failed for good
+				return fmt.Errorf("update failed index: %w", err)
 			}
 		}
 		removed = len(doomed)

@@ -34,7 +34,8 @@ var ErrNotFound = errors.New("not found")
 // Bucket names.
 var (
 	eventsBucket   = []byte("events")   // id -> record JSON
-	pendingBucket  = []byte("pending")  // id -> nil, for records with pending handlers
+	pendingBucket  = []byte("pending")  // id -> mark, for records with pending handlers
+	failedBucket   = []byte("failed")   // id -> mark, for records with a final failure (see record.failedForGood)
 	monitorsBucket = []byte("monitors") // handler NUL path -> Monitor JSON
 )
 
@@ -65,7 +66,7 @@ func Open(dir string) (*DB, error) {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}
 		}
-		return nil
+		return ensureFailedIndex(tx)
 	})
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("open %s: %w", path, err), bdb.Close())
