@@ -105,37 +105,52 @@ func TestFileSystemWithoutMagpie(t *testing.T) {
 // registered with us) gets a shapefile written after our first start
 // published.
 func TestSwitchFromPythonPublishesExistingUsersShapefiles(t *testing.T) {
-	dir := t.TempDir()
-	ds := filepath.Join(dir, "user_workspaces", "alice", "shapefile_datastore")
-	must(t, os.MkdirAll(ds, 0o777))
-	mp := magpietest.NewServer(t, magpietest.Options{QuietSeeding: true})
-	_, err := mp.AddUser("alice", "qwertyqwerty", "users")
+	s := newPythonEraGeoserver(t)
+	s.start(t)
+	for _, ext := range []string{".prj", ".dbf", ".shx", ".shp"} {
+		must(t, os.WriteFile(filepath.Join(s.ds, "rivers"+ext), []byte("x"), 0o644))
+	}
+	eventually(t, "alice's layer published", func() bool { return slices.Contains(s.gs.Layers("alice"), "rivers") })
+}
+
+// pythonEraGeoserver is alice, with the GeoServer workspace and datastore
+// the Python Cowbird made, against the emulators.
+type pythonEraGeoserver struct {
+	dir, ds string // the test's directory, alice's datastore directory
+	mp      *magpietest.Server
+	gs      *geoservertest.Server
+	gc      *geoserver.Client
+}
+
+func newPythonEraGeoserver(t *testing.T) *pythonEraGeoserver {
+	t.Helper()
+	s := &pythonEraGeoserver{dir: t.TempDir()}
+	s.ds = filepath.Join(s.dir, "user_workspaces", "alice", "shapefile_datastore")
+	must(t, os.MkdirAll(s.ds, 0o777))
+	s.mp = magpietest.NewServer(t, magpietest.Options{QuietSeeding: true})
+	_, err := s.mp.AddUser("alice", "qwertyqwerty", "users")
 	must(t, err)
-	_, err = mp.AddService("geoserver", "geoserver")
+	_, err = s.mp.AddService("geoserver", "geoserver")
 	must(t, err)
-	gs := geoservertest.NewServer(t, geoservertest.Options{
-		PathMap: map[string]string{"/user_workspaces": filepath.Join(dir, "user_workspaces")},
+	s.gs = geoservertest.NewServer(t, geoservertest.Options{
+		PathMap: map[string]string{"/user_workspaces": filepath.Join(s.dir, "user_workspaces")},
 	})
-	// The Python Cowbird made alice's GeoServer workspace and datastore.
-	gc := geoserver.NewClient(geoserver.ClientOptions{URL: gs.URL(), User: geoservertest.DefaultUser, Password: geoservertest.DefaultPassword})
-	must(t, gc.CreateWorkspace(context.Background(), "alice"))
-	must(t, gc.CreateDatastore(context.Background(), "alice"))
-	cfg := filepath.Join(dir, "config.yml")
+	s.gc = geoserver.NewClient(geoserver.ClientOptions{URL: s.gs.URL(), User: geoservertest.DefaultUser, Password: geoservertest.DefaultPassword})
+	must(t, s.gc.CreateWorkspace(context.Background(), "alice"))
+	must(t, s.gc.CreateDatastore(context.Background(), "alice"))
+	return s
+}
+
+// start runs the daemon with the Magpie and Geoserver handlers until it is
+// ready.
+func (s *pythonEraGeoserver) start(t *testing.T) {
+	t.Helper()
+	cfg := filepath.Join(s.dir, "config.yml")
 	must(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`handlers:
   Magpie: {active: true, url: %[1]s, admin_user: admin, admin_password: qwertyqwerty}
   Geoserver: {active: true, url: %[2]s, workspace_dir: %[3]s/user_workspaces, admin_user: %[4]s, admin_password: %[5]s}
-`, mp.URL(), gs.URL(), dir, geoservertest.DefaultUser, geoservertest.DefaultPassword)), 0o600))
-	base := runDaemon(t, testOptions(t, cfg, dir))
-	eventually(t, "readiness", func() bool {
-		resp, err := http.Get(base + "/readyz")
-		must(t, err)
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
-	for _, ext := range []string{".prj", ".dbf", ".shx", ".shp"} {
-		must(t, os.WriteFile(filepath.Join(ds, "rivers"+ext), []byte("x"), 0o644))
-	}
-	eventually(t, "alice's layer published", func() bool { return slices.Contains(gs.Layers("alice"), "rivers") })
+`, s.mp.URL(), s.gs.URL(), s.dir, geoservertest.DefaultUser, geoservertest.DefaultPassword)), 0o600))
+	waitReady(t, runDaemon(t, testOptions(t, cfg, s.dir)))
 }
 
 // TestGeoserverWithoutMagpie: Geoserver runs without a Magpie entry, as in

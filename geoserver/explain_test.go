@@ -13,7 +13,6 @@ import (
 
 	"github.com/cowbird-go/cowbird/geoserver/geoservertest"
 	"github.com/cowbird-go/cowbird/handlers"
-	"github.com/cowbird-go/cowbird/magpie/magpietest"
 )
 
 // explain runs ExplainUser for alice and returns her facts by check.
@@ -87,10 +86,7 @@ func sh(t *testing.T, fix string) {
 // reported with a fix, and the fixes that are commands fix them (through
 // the monitor, as the handler learns of a user's change).
 func TestExplainUser(t *testing.T) {
-	ctx := context.Background()
-	e := newEnv(t, magpietest.Options{})
-	e.userCreated(ctx)
-	e.wait()
+	ctx, e := aliceEnv(t)
 	e.writeShapefile("roads", 0o664)
 	e.file(ctx, handlers.FileCreated, ds+"/roads.shp")
 	e.wait()
@@ -207,10 +203,7 @@ func TestExplainUser(t *testing.T) {
 // whose datastore directory is missing, GeoServer down with the workspace
 // job pending, and a name that cannot be a workspace.
 func TestExplainUserMissing(t *testing.T) {
-	ctx := context.Background()
-	e := newEnv(t, magpietest.Options{})
-	e.userCreated(ctx)
-	e.wait()
+	ctx, e := aliceEnv(t)
 	e.chmod(ds, 0o755)
 
 	if err := e.client.RemoveWorkspace(ctx, "alice"); err != nil {

@@ -179,6 +179,16 @@ func (e *env) file(ctx context.Context, op handlers.FileOp, rel string) {
 	}
 }
 
+// aliceEnv is an env in which alice's user_created ran to its end.
+func aliceEnv(t *testing.T) (context.Context, *env) {
+	t.Helper()
+	ctx := context.Background()
+	e := newEnv(t, magpietest.Options{})
+	e.userCreated(ctx)
+	e.wait()
+	return ctx, e
+}
+
 func (e *env) userCreated(ctx context.Context) {
 	e.t.Helper()
 	if err := e.h.UserCreated(ctx, handlers.UserEvent{Action: handlers.Created, UserName: "alice"}); err != nil {
@@ -201,10 +211,7 @@ func rows(names []string, access, scope string) []string {
 const ds = "alice/shapefile_datastore"
 
 func TestUserCreatedAndDeleted(t *testing.T) {
-	ctx := context.Background()
-	e := newEnv(t, magpietest.Options{})
-	e.userCreated(ctx)
-	e.wait()
+	ctx, e := aliceEnv(t)
 
 	if got := e.mode(ds); got != 0o757 {
 		t.Errorf("datastore mode = %o, want 757", got)
@@ -268,10 +275,7 @@ func TestHandlerBadInput(t *testing.T) {
 }
 
 func TestShapefilePublishAndRemove(t *testing.T) {
-	ctx := context.Background()
-	e := newEnv(t, magpietest.Options{})
-	e.userCreated(ctx)
-	e.wait()
+	ctx, e := aliceEnv(t)
 	// Others may read the datastore but not write it, so that the
 	// workspace permissions the new entries set leave the layer's others
 	// bits alone.
@@ -344,10 +348,7 @@ func TestShapefilePublishAndRemove(t *testing.T) {
 // entries, and the modification of an entry that is no .shp, is nothing
 // for the handler.
 func TestIgnoredPaths(t *testing.T) {
-	ctx := context.Background()
-	e := newEnv(t, magpietest.Options{})
-	e.userCreated(ctx)
-	e.wait()
+	ctx, e := aliceEnv(t)
 	e.write(ds+"/notes.txt", 0o644)
 	e.write(ds+"/x.dbf", 0o644)
 	if err := os.Mkdir(e.path(ds+"/sub"), 0o755); err != nil {
@@ -372,10 +373,7 @@ func TestIgnoredPaths(t *testing.T) {
 }
 
 func TestWorkspaceModeToPermissions(t *testing.T) {
-	ctx := context.Background()
-	e := newEnv(t, magpietest.Options{})
-	e.userCreated(ctx)
-	e.wait()
+	ctx, e := aliceEnv(t)
 	steps := []struct {
 		mode, final os.FileMode
 		want        []string
@@ -536,10 +534,7 @@ func (e *env) permEvent(ctx context.Context, action handlers.Action, id int, p m
 }
 
 func TestPermissionEventsIgnored(t *testing.T) {
-	ctx := context.Background()
-	e := newEnv(t, magpietest.Options{})
-	e.userCreated(ctx)
-	e.wait()
+	ctx, e := aliceEnv(t)
 	wsID, err := e.mg.AddResource(e.svcID, "alice", "workspace")
 	if err != nil {
 		t.Fatal(err)

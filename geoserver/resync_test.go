@@ -10,7 +10,6 @@ import (
 
 	"github.com/cowbird-go/cowbird/geoserver/geoservertest"
 	"github.com/cowbird-go/cowbird/handlers"
-	"github.com/cowbird-go/cowbird/magpie/magpietest"
 )
 
 // magpieWrites counts the requests that change Magpie: resources and user
@@ -55,10 +54,7 @@ func (e *env) resync(ctx context.Context) {
 // watched (no event delivered) is published by ResyncPath, with its Magpie
 // layer resource and permissions as a created .shp gets them.
 func TestResyncPublishesUnwatchedShapefile(t *testing.T) {
-	ctx := context.Background()
-	e := newEnv(t, magpietest.Options{})
-	e.userCreated(ctx)
-	e.wait()
+	ctx, e := aliceEnv(t)
 	e.writeShapefile("roads", 0o640)
 	e.chmod(ds+"/roads.shp", 0o664)
 
@@ -88,10 +84,7 @@ func TestResyncPublishesUnwatchedShapefile(t *testing.T) {
 // went away unseen is removed from GeoServer by ResyncPath, with its
 // companions and its Magpie layer resource; the workspace resource stays.
 func TestResyncRemovesLayerWithoutShapefile(t *testing.T) {
-	ctx := context.Background()
-	e := newEnv(t, magpietest.Options{})
-	e.userCreated(ctx)
-	e.wait()
+	ctx, e := aliceEnv(t)
 	e.writeShapefile("roads", 0o644)
 	e.file(ctx, handlers.FileCreated, ds+"/roads.shp")
 	e.wait()
@@ -123,10 +116,7 @@ func TestResyncRemovesLayerWithoutShapefile(t *testing.T) {
 // the Magpie permissions and the .shp mode of a published layer were
 // changed meanwhile (Magpie's change is kept, the file is left as is).
 func TestResyncLeavesConsistentLayersAlone(t *testing.T) {
-	ctx := context.Background()
-	e := newEnv(t, magpietest.Options{})
-	e.userCreated(ctx)
-	e.wait()
+	ctx, e := aliceEnv(t)
 	e.writeShapefile("roads", 0o644)
 	e.resync(ctx)
 	e.wait()
@@ -176,10 +166,7 @@ func TestResyncLeavesConsistentLayersAlone(t *testing.T) {
 // Magpie write; a layer whose removal is queued but whose .shp came back
 // (deleted, then uploaded again) is published again after the removal.
 func TestResyncAccountsForPendingJobs(t *testing.T) {
-	ctx := context.Background()
-	e := newEnv(t, magpietest.Options{})
-	e.userCreated(ctx)
-	e.wait()
+	ctx, e := aliceEnv(t)
 	e.writeShapefile("rivers", 0o644)
 	e.file(ctx, handlers.FileCreated, ds+"/rivers.shp")
 	e.wait()
@@ -234,10 +221,7 @@ func TestResyncAccountsForPendingJobs(t *testing.T) {
 // directory gives false, nil and does nothing; GeoServer not answering
 // the listing gives an error, and nothing is queued nor written.
 func TestResyncOtherPathsAndGeoServerDown(t *testing.T) {
-	ctx := context.Background()
-	e := newEnv(t, magpietest.Options{})
-	e.userCreated(ctx)
-	e.wait()
+	ctx, e := aliceEnv(t)
 	e.writeShapefile("roads", 0o644)
 	gsRequests, mpRequests := len(e.gs.Requests()), e.mc.Requests()
 
@@ -291,10 +275,7 @@ func TestResyncOtherPathsAndGeoServerDown(t *testing.T) {
 // as by its created event: no job, no publish, no Magpie layer resource,
 // the symlink and its target untouched.
 func TestResyncSkipsSymlinkedShapefile(t *testing.T) {
-	ctx := context.Background()
-	e := newEnv(t, magpietest.Options{})
-	e.userCreated(ctx)
-	e.wait()
+	ctx, e := aliceEnv(t)
 	target := filepath.Join(t.TempDir(), "secret.shp")
 	if err := os.WriteFile(target, []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
@@ -337,10 +318,7 @@ func TestResyncSkipsSymlinkedShapefile(t *testing.T) {
 // A .shp whose companion is a symlink is not published: GeoServer would
 // read what the link points at.
 func TestSymlinkedCompanionNotPublished(t *testing.T) {
-	ctx := context.Background()
-	e := newEnv(t, magpietest.Options{})
-	e.userCreated(ctx)
-	e.wait()
+	ctx, e := aliceEnv(t)
 	target := filepath.Join(t.TempDir(), "secret.dbf")
 	if err := os.WriteFile(target, []byte("x"), 0o600); err != nil {
 		t.Fatal(err)

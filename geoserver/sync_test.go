@@ -179,10 +179,7 @@ func TestWorkspaceDirNotThereYet(t *testing.T) {
 // (creating the workspace resource), through the events the monitor
 // really reports.
 func TestDatastoreEntriesSetWorkspacePermissions(t *testing.T) {
-	ctx := context.Background()
-	e := newEnv(t, magpietest.Options{})
-	e.userCreated(ctx)
-	e.wait()
+	ctx, e := aliceEnv(t)
 	handled := e.runMonitor()
 	wsPerms := func() []string {
 		id, ok := e.mg.Lookup("geoserver", "alice")
@@ -222,10 +219,7 @@ func TestDatastoreEntriesSetWorkspacePermissions(t *testing.T) {
 // normalized to the whole category at once, without waiting for the
 // monitor to report the change.
 func TestPermissionNormalizesCategory(t *testing.T) {
-	ctx := context.Background()
-	e := newEnv(t, magpietest.Options{})
-	e.userCreated(ctx)
-	e.wait()
+	ctx, e := aliceEnv(t)
 	e.chmod(ds, 0o751)
 	e.writeShapefile("s", 0o660)
 	wsID, _ := e.mg.AddResource(e.svcID, "alice", "workspace")
@@ -279,10 +273,7 @@ func TestPermissionNormalizesCategory(t *testing.T) {
 // Item 11: a change a user makes to a file right after the handler changed
 // it is not dropped (the handler asks the monitor to ignore nothing).
 func TestUserChangeAfterHandlerChangeKept(t *testing.T) {
-	ctx := context.Background()
-	e := newEnv(t, magpietest.Options{})
-	e.userCreated(ctx)
-	e.wait()
+	ctx, e := aliceEnv(t)
 	e.chmod(ds, 0o751)
 	e.writeShapefile("s", 0o660)
 	wsID, _ := e.mg.AddResource(e.svcID, "alice", "workspace")
