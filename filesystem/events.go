@@ -149,8 +149,17 @@ func (h *Handler) permission(ctx context.Context, ev handlers.PermissionEvent) e
 		}
 		work = append(work, memberPaths{u.name, h.userTargets(target, u.id)})
 	}
-	// The members' runs share one access: their answers are asked ahead,
-	// MagpieConcurrency at a time, while the runs go one after another.
+	if err := h.reconcileMembers(ctx, mp, work, opts); err != nil {
+		return fmt.Errorf("%s: %w", ev.Name(), err)
+	}
+	return nil
+}
+
+// reconcileMembers reconciles the paths of each member in turn, for a
+// caller holding h.runMu. The runs share one access: their answers are
+// asked ahead, MagpieConcurrency at a time. A transient failure stops at
+// once (the event is retried); the others are joined.
+func (h *Handler) reconcileMembers(ctx context.Context, mp Magpie, work []memberPaths, opts ReconcileOptions) error {
 	opts.access = h.newAccess(mp)
 	askCtx, stopAsking := context.WithCancel(ctx)
 	var asking sync.WaitGroup
@@ -165,16 +174,13 @@ func (h *Handler) permission(ctx context.Context, ev handlers.PermissionEvent) e
 		for _, p := range w.paths {
 			if _, err := h.reconcile(ctx, mp, Scope{Path: p}, opts, shared); err != nil {
 				if handlers.IsTransient(err) {
-					return fmt.Errorf("%s: %w", ev.Name(), err)
+					return err
 				}
 				errs = append(errs, err)
 			}
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("%s: %w", ev.Name(), err)
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // memberPaths are the sources a permission event reconciles for one user.

@@ -70,17 +70,29 @@ func (m *Monitor) Run(ctx context.Context) error {
 			rs.start(m, r)
 		}
 	}
+	ticks, stopTicks := m.retryTicks()
+	defer stopTicks()
+	return m.loop(ctx, w, rs, ticks)
+}
 
-	ticks := m.opts.RetryTicks
-	if ticks == nil {
-		every := m.opts.RetryInterval
-		if every <= 0 {
-			every = DefaultRetryInterval
-		}
-		t := time.NewTicker(every)
-		defer t.Stop()
-		ticks = t.C
+// retryTicks returns the ticks at which degraded registrations are retried
+// (Options.RetryTicks, else a ticker of RetryInterval) and how to stop them.
+func (m *Monitor) retryTicks() (<-chan time.Time, func()) {
+	if m.opts.RetryTicks != nil {
+		return m.opts.RetryTicks, func() {}
 	}
+	every := m.opts.RetryInterval
+	if every <= 0 {
+		every = DefaultRetryInterval
+	}
+	t := time.NewTicker(every)
+	return t.C, t.Stop
+}
+
+// loop reads the events of w (none while w is nil: an inotify instance is
+// tried again at every tick), coalesces and delivers them, and takes the
+// resyncs' outcomes, until ctx ends.
+func (m *Monitor) loop(ctx context.Context, w *fsnotify.Watcher, rs *resyncs, ticks <-chan time.Time) error {
 	q := newCoalescer(m.opts.Debounce)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -454,22 +466,29 @@ func (m *Monitor) handle(ev fsnotify.Event, q *coalescer) {
 		m.mu.Unlock()
 		m.emit(q, handlers.FileEvent{Op: handlers.FileDeleted, Path: ev.Name, IsDir: isDir}, now)
 	case ev.Has(fsnotify.Write), ev.Has(fsnotify.Chmod):
-		if q.vanished[ev.Name] {
-			return
-		}
-		fi, err := os.Lstat(ev.Name)
-		if err != nil {
-			return // a removal (which also sends Chmod on Linux) follows
-		}
-		own := false
-		if !ev.Has(fsnotify.Write) {
-			m.mu.Lock()
-			own = m.ownLocked(ev.Name, fi)
-			m.mu.Unlock()
-		}
-		if !own {
-			m.emit(q, handlers.FileEvent{Op: handlers.FileModified, Path: ev.Name, IsDir: fi.IsDir()}, now)
-		}
+		m.modified(ev, q, now)
+	}
+}
+
+// modified reports a Write or Chmod as modified, unless the file is gone
+// (its removal follows), its Create was read after it was gone, or it is
+// the attribute event of a handler's own change (Changing).
+func (m *Monitor) modified(ev fsnotify.Event, q *coalescer, now time.Time) {
+	if q.vanished[ev.Name] {
+		return
+	}
+	fi, err := os.Lstat(ev.Name)
+	if err != nil {
+		return // a removal (which also sends Chmod on Linux) follows
+	}
+	own := false
+	if !ev.Has(fsnotify.Write) {
+		m.mu.Lock()
+		own = m.ownLocked(ev.Name, fi)
+		m.mu.Unlock()
+	}
+	if !own {
+		m.emit(q, handlers.FileEvent{Op: handlers.FileModified, Path: ev.Name, IsDir: fi.IsDir()}, now)
 	}
 }
 
