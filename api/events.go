@@ -28,6 +28,11 @@ const EventsType = "events.inspect"
 type Journal interface {
 	// Events lists up to limit records with an ID greater than after, by ID.
 	Events(ctx context.Context, after uint64, limit int) ([]handlers.Record, error)
+	// EventsBefore lists up to limit records with an ID lower than before,
+	// newest first; a zero before lists from the newest record.
+	EventsBefore(ctx context.Context, before uint64, limit int) ([]handlers.Record, error)
+	// FailedBefore is EventsBefore over the records failed for good.
+	FailedBefore(ctx context.Context, before uint64, limit int) ([]handlers.Record, error)
 	// Pending lists the records that still have pending handlers, by ID.
 	Pending(ctx context.Context) ([]handlers.Record, error)
 }
@@ -38,7 +43,7 @@ const (
 	maxEventLimit     = 1000
 )
 
-// eventScanPage is how many records a listing reads per transaction (a
+// eventScanPage is the most records a listing reads per transaction (a
 // variable for the tests).
 var eventScanPage = 500
 
@@ -173,55 +178,57 @@ func (s *Server) getEvents(c echo.Context) error {
 	return c.JSON(http.StatusOK, page)
 }
 
-// findEvents returns up to f.limit+1 records that match f, newest first.
-// Pending records come from the journal's pending index; the other
-// listings read the whole journal (up to the marker), a page at a time,
-// keeping only the newest matches.
+// findEvents returns up to f.limit+1 records that match f, newest first
+// (one past f.limit tells that a next page exists). It reads newest first
+// from the marker and stops once it has them, so that its cost grows with
+// the page and the records skipped by the filter, not with the journal:
+// pending records come from the pending index, failed ones from the failed
+// index, the others from the journal itself.
 func (s *Server) findEvents(ctx context.Context, f eventFilter) ([]handlers.Record, error) {
 	keep := f.limit + 1
-	var window []handlers.Record // the newest matches, oldest first
-	add := func(rec handlers.Record) bool {
-		if f.before != 0 && rec.ID >= f.before {
-			return false
-		}
-		if f.match(rec) {
-			if window = append(window, rec); len(window) >= 2*keep {
-				window = append(window[:0], window[len(window)-keep:]...)
-			}
-		}
-		return true
-	}
 	if f.status == actions.EventPending {
-		recs, err := s.opts.Journal.Pending(ctx)
+		return s.findPending(ctx, f, keep)
+	}
+	list := s.opts.Journal.EventsBefore
+	if f.status == actions.EventFailed {
+		list = s.opts.Journal.FailedBefore
+	}
+	var found []handlers.Record
+	// The first read is the size of the page; a filter that skips records
+	// makes the next ones larger, up to eventScanPage.
+	for before, n := f.before, min(keep, eventScanPage); ; n = min(2*n, eventScanPage) {
+		recs, err := list(ctx, before, n)
 		if err != nil {
 			return nil, err
 		}
 		for _, rec := range recs {
-			if !add(rec) {
-				break
-			}
-		}
-	} else {
-	scan:
-		for after := uint64(0); ; {
-			recs, err := s.opts.Journal.Events(ctx, after, eventScanPage)
-			if err != nil {
-				return nil, err
-			}
-			for _, rec := range recs {
-				if !add(rec) {
-					break scan
+			if f.match(rec) {
+				if found = append(found, rec); len(found) == keep {
+					return found, nil
 				}
-				after = rec.ID
 			}
-			if len(recs) < eventScanPage {
-				break
-			}
+			before = rec.ID
+		}
+		if len(recs) < n { // the start of the journal
+			return found, nil
 		}
 	}
-	window = window[max(0, len(window)-keep):]
-	slices.Reverse(window)
-	return window, nil
+}
+
+// findPending returns up to keep pending records that match f, newest
+// first, from the pending index (listed by ID).
+func (s *Server) findPending(ctx context.Context, f eventFilter, keep int) ([]handlers.Record, error) {
+	recs, err := s.opts.Journal.Pending(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var found []handlers.Record
+	for i := len(recs) - 1; i >= 0 && len(found) < keep; i-- {
+		if rec := recs[i]; (f.before == 0 || rec.ID < f.before) && f.match(rec) {
+			found = append(found, rec)
+		}
+	}
+	return found, nil
 }
 
 // getEvent answers one journaled event.

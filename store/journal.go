@@ -312,33 +312,95 @@ func (db *DB) Event(ctx context.Context, id uint64) (handlers.Record, error) {
 
 // Events lists up to limit records with an ID greater than after, by ID.
 func (db *DB) Events(ctx context.Context, after uint64, limit int) ([]handlers.Record, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("list events: %w", err)
-	}
-	if limit <= 0 {
-		return nil, fmt.Errorf("list events: limit must be positive, got %d", limit)
-	}
-	var recs []handlers.Record
-	err := db.bolt.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(eventsBucket).Cursor()
-		k, v := c.Seek(idKey(after))
-		if k != nil && binary.BigEndian.Uint64(k) == after {
-			k, v = c.Next()
-		}
-		for ; k != nil && len(recs) < limit; k, v = c.Next() {
-			id := binary.BigEndian.Uint64(k)
-			rec, err := decodeRecord(id, v)
-			if err != nil {
-				return fmt.Errorf("event %d: %w", id, err)
-			}
-			recs = append(recs, rec)
-		}
-		return nil
-	})
+	recs, err := listRecords(ctx, db, eventsBucket, limit, forward(after))
 	if err != nil {
 		return nil, fmt.Errorf("list events: %w", err)
 	}
 	return recs, nil
+}
+
+// EventsBefore lists up to limit records with an ID lower than before,
+// newest first; a zero before lists from the newest record. It reads one
+// transaction and decodes only the records it returns.
+func (db *DB) EventsBefore(ctx context.Context, before uint64, limit int) ([]handlers.Record, error) {
+	recs, err := listRecords(ctx, db, eventsBucket, limit, backward(before))
+	if err != nil {
+		return nil, fmt.Errorf("list events before %d: %w", before, err)
+	}
+	return recs, nil
+}
+
+// FailedBefore is EventsBefore over the records failed for good (a handler
+// with an error that is no longer pending), read from the failed index.
+func (db *DB) FailedBefore(ctx context.Context, before uint64, limit int) ([]handlers.Record, error) {
+	recs, err := listRecords(ctx, db, failedBucket, limit, backward(before))
+	if err != nil {
+		return nil, fmt.Errorf("list failed events before %d: %w", before, err)
+	}
+	return recs, nil
+}
+
+// walk is the order in which a listing visits a bucket's keys: start
+// positions the cursor on the first key listed, step moves it to the next.
+type walk struct {
+	start func(*bolt.Cursor) ([]byte, []byte)
+	step  func(*bolt.Cursor) ([]byte, []byte)
+}
+
+// forward visits the keys after the ID after, in ascending order.
+func forward(after uint64) walk {
+	start := func(c *bolt.Cursor) ([]byte, []byte) {
+		k, v := c.Seek(idKey(after))
+		if k != nil && binary.BigEndian.Uint64(k) == after {
+			return c.Next()
+		}
+		return k, v
+	}
+	return walk{start: start, step: (*bolt.Cursor).Next}
+}
+
+// backward visits the keys below the ID before (all of them when before is
+// 0), in descending order.
+func backward(before uint64) walk {
+	start := func(c *bolt.Cursor) ([]byte, []byte) {
+		if before == 0 {
+			return c.Last()
+		}
+		if k, _ := c.Seek(idKey(before)); k == nil { // every key is below
+			return c.Last()
+		}
+		return c.Prev()
+	}
+	return walk{start: start, step: (*bolt.Cursor).Prev}
+}
+
+// listRecords decodes up to limit records in one read transaction, in the
+// order w visits the keys of bucket: the events bucket itself, or one of
+// its indexes (pending, failed), whose records are then read from it.
+func listRecords(ctx context.Context, db *DB, bucket []byte, limit int, w walk) ([]handlers.Record, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("limit must be positive, got %d", limit)
+	}
+	index := !bytes.Equal(bucket, eventsBucket)
+	return view(ctx, db, func(tx *bolt.Tx) ([]handlers.Record, error) {
+		events := tx.Bucket(eventsBucket)
+		c := tx.Bucket(bucket).Cursor()
+		var recs []handlers.Record
+		for k, v := w.start(c); k != nil && len(recs) < limit; k, v = w.step(c) {
+			id := binary.BigEndian.Uint64(k)
+			if index {
+				if v = events.Get(k); v == nil {
+					return nil, fmt.Errorf("event %d, listed in the %s index: %w", id, bucket, ErrNotFound)
+				}
+			}
+			rec, err := decodeRecord(id, v)
+			if err != nil {
+				return nil, fmt.Errorf("event %d: %w", id, err)
+			}
+			recs = append(recs, rec)
+		}
+		return recs, nil
+	})
 }
 
 // Prune deletes finished records (those with no pending handler) received

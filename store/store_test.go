@@ -70,6 +70,8 @@ func TestCanceledContext(t *testing.T) {
 		"Pending":            func() error { _, err := db.Pending(ctx); return err },
 		"Event":              func() error { _, err := db.Event(ctx, 1); return err },
 		"Events":             func() error { _, err := db.Events(ctx, 0, 1); return err },
+		"EventsBefore":       func() error { _, err := db.EventsBefore(ctx, 0, 1); return err },
+		"FailedBefore":       func() error { _, err := db.FailedBefore(ctx, 0, 1); return err },
 		"Prune":              func() error { _, err := db.Prune(ctx, now(), 0, 0); return err },
 		"SaveRegistration":   func() error { return db.SaveRegistration(ctx, monitor.Registration{Path: "/p", Handler: "h"}) },
 		"DeleteRegistration": func() error { return db.DeleteRegistration(ctx, "/p", "h") },
