@@ -478,31 +478,38 @@ func (s subject) touches(ev handlers.Event) bool {
 	return false
 }
 
-// events lists, oldest first, the pending or failed journaled events that
-// concern s, and how many events the journal keeps.
+// events lists the pending and failed events that touch s, by ID, from
+// the journal's pending and failed indexes (not the whole journal), and
+// how many events the journal keeps.
 func (x explainer) events(ctx context.Context, s subject) ([]actions.JournalEvent, int, error) {
-	var out []actions.JournalEvent
-	kept := 0
-	const page = 500
-	for after := uint64(0); ; {
-		recs, err := x.d.db.Events(ctx, after, page)
+	counts, err := x.d.db.Counts(ctx)
+	if err != nil {
+		return nil, 0, fmt.Errorf("explain: journal: %w", err)
+	}
+	recs, err := x.d.db.Pending(ctx)
+	if err != nil {
+		return nil, 0, fmt.Errorf("explain: journal: %w", err)
+	}
+	for before := uint64(0); ; {
+		failed, err := x.d.db.FailedBefore(ctx, before, 500)
 		if err != nil {
 			return nil, 0, fmt.Errorf("explain: journal: %w", err)
 		}
-		for _, rec := range recs {
-			after = rec.ID
-			kept++
-			if !s.touches(rec.Event) {
-				continue
-			}
-			if v := api.EventView(rec); v.Status != actions.EventDone {
-				out = append(out, v)
-			}
+		recs = append(recs, failed...)
+		if len(failed) < 500 {
+			break
 		}
-		if len(recs) < page {
-			return out, kept, nil
+		before = failed[len(failed)-1].ID
+	}
+	slices.SortFunc(recs, func(a, b handlers.Record) int { return cmp.Compare(a.ID, b.ID) })
+	recs = slices.CompactFunc(recs, func(a, b handlers.Record) bool { return a.ID == b.ID }) // failed and pending
+	var out []actions.JournalEvent
+	for _, rec := range recs {
+		if s.touches(rec.Event) {
+			out = append(out, api.EventView(rec))
 		}
 	}
+	return out, counts.Events, nil
 }
 
 // describe is an event in a few words: id, time, name, key, resource.
