@@ -196,6 +196,9 @@ func (d *Dispatcher) run(ctx context.Context, rec Record, replayed bool) error {
 			continue
 		}
 		err := d.call(ctx, name, rec.Event)
+		if err != nil && ctx.Err() != nil && !IsTransient(err) {
+			err = &cutShortError{err} // stopped by the dispatch's end, not failed
+		}
 		retrying, jerr := d.record(ctx, rec, name, err)
 		if err != nil {
 			errs = append(errs, &HandlerError{Handler: name, Err: err, Retrying: retrying})
@@ -209,6 +212,15 @@ func (d *Dispatcher) run(ctx context.Context, rec Record, replayed bool) error {
 	}
 	return errors.Join(errs...)
 }
+
+// cutShortError is the error of a handler whose dispatch context ended
+// while it ran (dispatch_timeout, shutdown): transient, so that the journal
+// runs it again.
+type cutShortError struct{ err error }
+
+func (e *cutShortError) Error() string   { return "cut short: " + e.err.Error() }
+func (e *cutShortError) Unwrap() error   { return e.err }
+func (e *cutShortError) Transient() bool { return true }
 
 // call runs one handler on ev.
 func (d *Dispatcher) call(ctx context.Context, name string, ev Event) (err error) {

@@ -717,3 +717,27 @@ func TestSubmitToWaitsForTheKeyLock(t *testing.T) {
 		t.Fatalf("calls = %v, want %v (Submit's, then SubmitTo's without Hooks)", got, want)
 	}
 }
+
+// A handler cut short because the dispatch's context ended (the webhook's
+// dispatch_timeout, a shutdown) is retried from the journal, whatever
+// error it returns: it did not fail, it was stopped.
+func TestHandlerCutShortIsRetried(t *testing.T) {
+	log := &callLog{}
+	ctx, cancel := context.WithCancel(context.Background())
+	slow := &recorder{name: "Slow", log: log, fail: func(Event) error {
+		cancel() // the deadline passes while the handler works
+		<-ctx.Done()
+		return fmt.Errorf("reconcile: %w", ctx.Err())
+	}}
+	reg, _ := NewRegistry(Registration{Handler: slow, Active: true})
+	j := newMemJournal()
+	d := NewDispatcher(reg, quietLog(), Options{Journal: j, Backoff: Backoff{Base: time.Millisecond, Max: time.Millisecond}})
+	id, err := d.Submit(ctx, UserEvent{Action: Created, UserName: "alice"})
+	if err == nil || !Retrying(err) {
+		t.Fatalf("submit err = %v, want one that is retried", err)
+	}
+	pend, _ := j.Pending(context.Background())
+	if len(pend) != 1 || pend[0].ID != id || !slices.Equal(pend[0].Pending, []string{"Slow"}) {
+		t.Fatalf("pending = %+v, want Slow still pending on event %d", pend, id)
+	}
+}
