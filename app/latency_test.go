@@ -24,7 +24,7 @@ func TestFileEventLatencyMetric(t *testing.T) {
 		return errA == nil && errL == nil && os.SameFile(a, l)
 	})
 
-	const series = `cowbird_file_event_latency_seconds_count{handler="FileSystem"} `
+	const series = `cowbird_file_event_latency_seconds_count{handler="FileSystem",op="created"} `
 	var metrics string
 	eventually(t, "a timed file event in /metrics", func() bool {
 		metrics = get(t, b.base+"/metrics")
@@ -37,7 +37,7 @@ func TestFileEventLatencyMetric(t *testing.T) {
 		return false
 	})
 	for _, le := range []string{"0.0005", "10", "+Inf"} {
-		if want := `cowbird_file_event_latency_seconds_bucket{handler="FileSystem",le="` + le + `"} `; !strings.Contains(metrics, want) {
+		if want := `cowbird_file_event_latency_seconds_bucket{handler="FileSystem",op="created",le="` + le + `"} `; !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}

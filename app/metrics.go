@@ -67,16 +67,18 @@ func newFileEventLatency() fileEventLatency {
 	return fileEventLatency{prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "cowbird_file_event_latency_seconds",
 		Help: "Time from the inotify event read by the monitor to the end of the handling of the file event " +
-			"(coalescing window included), for the events handled without error, by handler.",
+			"(coalescing window included), for the events handled without error, by handler and operation " +
+			"(created: a new WPS output to its hardlink; modified and deleted events that follow one within " +
+			"the coalescing window wait for its end).",
 		Buckets: []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
-	}, []string{"handler"})}
+	}, []string{"handler", "op"})}
 }
 
 // observe is monitor.Options.Observe. A failed event is not timed: nothing
 // became visible (cowbird_monitor_handler_errors_total counts it).
-func (l fileEventLatency) observe(handler string, latency time.Duration, err error) {
+func (l fileEventLatency) observe(ev handlers.FileEvent, latency time.Duration, err error) {
 	if err == nil {
-		l.hist.WithLabelValues(handler).Observe(latency.Seconds())
+		l.hist.WithLabelValues(ev.Handler, string(ev.Op)).Observe(latency.Seconds())
 	}
 }
 
@@ -86,7 +88,9 @@ func (l fileEventLatency) observe(handler string, latency time.Duration, err err
 func (l fileEventLatency) collector(reg *handlers.Registry) prometheus.Collector {
 	for _, h := range reg.Active() {
 		if _, ok := h.(handlers.FileHandler); ok {
-			l.hist.WithLabelValues(h.Name())
+			for _, op := range []handlers.FileOp{handlers.FileCreated, handlers.FileModified, handlers.FileDeleted} {
+				l.hist.WithLabelValues(h.Name(), string(op))
+			}
 		}
 	}
 	return l.hist

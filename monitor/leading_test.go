@@ -191,3 +191,46 @@ func TestBurstLosesNothing(t *testing.T) {
 		t.Errorf("%d paths reported, want %d", len(seen), len(want)+1)
 	}
 }
+
+// A file created in a new directory between its watch and its scan is
+// reported by both: the scan's report is delivered, its own Create is not
+// (same inode), while a file replaced meanwhile (another inode: a rename
+// over it) is reported again.
+func TestScannedFileNotReportedTwice(t *testing.T) {
+	root := t.TempDir()
+	d := filepath.Join(root, "job")
+	f, g := filepath.Join(d, "f"), filepath.Join(d, "g")
+	m := New(Options{})
+	if err := m.Register(t.Context(), root, "fs", true); err != nil {
+		t.Fatal(err)
+	}
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	m.watcher = w
+	q := newCoalescer(0)
+	var got []string
+	step := func(name string, op fsnotify.Op) {
+		m.handle(fsnotify.Event{Name: name, Op: op}, q)
+		for _, ev := range q.due(time.Now()) {
+			got = append(got, string(ev.Op)+" "+filepath.Base(ev.Path))
+		}
+	}
+	mkdir(t, d)
+	write(t, f, "x")
+	write(t, g, "x")
+	step(d, fsnotify.Create) // watched, then scanned: f and g reported
+	other := filepath.Join(root, "other")
+	write(t, other, "y")
+	if err := os.Rename(other, g); err != nil { // a new g before g's Create is read
+		t.Fatal(err)
+	}
+	step(f, fsnotify.Create) // f's own Create: the file the scan reported
+	step(g, fsnotify.Create) // g's: another file now
+	want := []string{"created job", "created f", "created g", "created g"}
+	if !slices.Equal(got, want) {
+		t.Errorf("events %v, want %v", got, want)
+	}
+}

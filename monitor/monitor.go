@@ -67,11 +67,11 @@ type Options struct {
 	// dispatcher. An error is logged and the monitor goes on.
 	Sink func(ctx context.Context, ev handlers.FileEvent) error
 	// Observe, if set, is called after the sink returns, once per event,
-	// with the event's handler, the time since the monitor saw it (read the
-	// earliest inotify event merged into it, or found it scanning a new
-	// directory; the coalescing window included) and the sink's error. It
-	// runs on the event loop: it must be quick.
-	Observe func(handler string, latency time.Duration, err error)
+	// with the event, the time since the monitor saw it (read the earliest
+	// inotify event merged into it, or found it scanning a new directory;
+	// the coalescing window included) and the sink's error. It runs on the
+	// event loop: it must be quick.
+	Observe func(ev handlers.FileEvent, latency time.Duration, err error)
 	// Resync asks the owning handler to reconcile a registration's tree. It
 	// is called for every registration when Run starts (to catch up on what
 	// changed while stopped) and after an inotify overflow. covered reports

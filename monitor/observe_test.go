@@ -14,11 +14,12 @@ import (
 // delivery is one event delivered to the sink and what Observe was told
 // about it.
 type delivery struct {
-	ev      handlers.FileEvent
-	sunk    time.Time // while the sink ran
-	handler string
-	latency time.Duration
-	err     error
+	ev       handlers.FileEvent
+	sunk     time.Time // while the sink ran
+	observed handlers.FileEvent
+	handler  string
+	latency  time.Duration
+	err      error
 }
 
 // observer records the sink calls and the Observe calls of a monitor.
@@ -35,10 +36,10 @@ func startObserved(t *testing.T, opts Options, fail func(handlers.FileEvent) err
 	h *harness, collect func(read []handlers.FileEvent) []delivery) {
 	t.Helper()
 	o := &observer{}
-	opts.Observe = func(handler string, latency time.Duration, err error) {
+	opts.Observe = func(ev handlers.FileEvent, latency time.Duration, err error) {
 		o.mu.Lock()
 		defer o.mu.Unlock()
-		o.obs = append(o.obs, delivery{handler: handler, latency: latency, err: err})
+		o.obs = append(o.obs, delivery{observed: ev, handler: ev.Handler, latency: latency, err: err})
 	}
 	h = start(t, opts, func(ev handlers.FileEvent) error {
 		o.mu.Lock()
@@ -67,6 +68,9 @@ func startObserved(t *testing.T, opts Options, fail func(handlers.FileEvent) err
 		out := o.obs
 		for i, ev := range read {
 			out[i].ev, out[i].sunk = ev, o.sunk[i]
+			if out[i].observed != ev {
+				t.Fatalf("delivery %d: %v observed, %v delivered", i, out[i].observed, ev)
+			}
 		}
 		return out
 	}

@@ -33,6 +33,18 @@ func stateOf(fi fs.FileInfo) (fileState, bool) {
 	return fileState{ino: st.Ino, mode: fi.Mode(), ctime: st.Ctim.Nano()}, true
 }
 
+// inoOf returns the inode of a directory entry, 0 when unknown (gone).
+func inoOf(d fs.DirEntry) uint64 {
+	fi, err := d.Info()
+	if err != nil {
+		return 0
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Ino
+	}
+	return 0
+}
+
 func (s fileState) same(o fileState) bool {
 	return s.ino == o.ino && s.mode == o.mode && s.ctime == o.ctime
 }

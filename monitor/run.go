@@ -298,11 +298,13 @@ func isDir(p string) bool {
 	return err == nil && fi.IsDir()
 }
 
-// found is an entry met while scanning a newly watched directory, and when.
+// found is an entry met while scanning a newly watched directory, when,
+// and its inode (0 if unknown).
 type found struct {
 	path  string
 	isDir bool
 	seen  time.Time
+	ino   uint64
 }
 
 // watchLocked adds a watch on root and, when recursive, on every directory
@@ -329,7 +331,7 @@ func (m *Monitor) watchLocked(root string, recursive, scan bool) ([]found, error
 			return nil // vanished or unreadable: skip it
 		}
 		if !isRoot && scan {
-			out = append(out, found{p, d.IsDir(), time.Now()})
+			out = append(out, found{p, d.IsDir(), time.Now(), inoOf(d)})
 		}
 		if !d.IsDir() {
 			return nil
@@ -428,6 +430,9 @@ func (m *Monitor) handle(ev fsnotify.Event, q *coalescer) {
 			return
 		}
 		delete(q.vanished, ev.Name)
+		if q.scannedAgain(ev.Name, fi, now) {
+			return // the scan of its new directory reported this very file
+		}
 		var news []found
 		if fi.IsDir() {
 			m.mu.Lock()
@@ -448,6 +453,7 @@ func (m *Monitor) handle(ev fsnotify.Event, q *coalescer) {
 		m.emit(q, handlers.FileEvent{Op: handlers.FileCreated, Path: ev.Name, IsDir: fi.IsDir()}, now)
 		for _, f := range news {
 			m.emit(q, handlers.FileEvent{Op: handlers.FileCreated, Path: f.path, IsDir: f.isDir}, f.seen)
+			q.noteScanned(f.path, f.ino, now)
 		}
 	case ev.Has(fsnotify.Remove), ev.Has(fsnotify.Rename):
 		delete(q.vanished, ev.Name)
@@ -517,6 +523,7 @@ func (m *Monitor) handleError(err error, q *coalescer, rs *resyncs) {
 		m.log.Warn("inotify instance created: watching and resyncing every registration")
 	case errors.Is(err, fsnotify.ErrEventOverflow):
 		clear(q.vanished) // their removals may be lost
+		clear(q.scanned)
 		m.overflows.Add(1)
 		m.log.Warn("inotify event queue overflow: resyncing every registration")
 	default:
@@ -541,7 +548,7 @@ func (m *Monitor) deliver(ctx context.Context, ev seenEvent) {
 			Error("file event")
 	}
 	if m.opts.Observe != nil {
-		m.opts.Observe(ev.Handler, time.Since(ev.seen), err)
+		m.opts.Observe(ev.FileEvent, time.Since(ev.seen), err)
 	}
 }
 

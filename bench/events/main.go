@@ -184,6 +184,10 @@ func run(ctx context.Context, bin string, rate, seconds, burst int, dirsFirst bo
 
 	// Steady phase: one file every 1/rate s, paced against the start time.
 	before := daemon.MagpieRequests(mg)
+	hist0, err := fileEventHistogram(ctx, base+"/metrics")
+	if err != nil {
+		return err
+	}
 	n := rate * seconds
 	noise := daemon.StartNoise()
 	period := time.Second / time.Duration(rate)
@@ -202,6 +206,11 @@ func run(ctx context.Context, bin string, rate, seconds, burst int, dirsFirst bo
 	}
 	fmt.Printf("steady: %d files at %d/s  %s  magpie requests %d\n", n, rate, steady, daemon.MagpieRequests(mg)-before)
 	fmt.Printf("        %s\n", noise.Stop())
+	hist1, err := fileEventHistogram(ctx, base+"/metrics")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("        the daemon's own cowbird_file_event_latency_seconds (FileSystem, created) over the phase: %s\n", histogramSummary(hist0, hist1))
 
 	// Burst phase: -burst files as fast as possible, filesPerJob per new
 	// directory. With -dirs-first the directories come first and the files
@@ -465,4 +474,40 @@ func cpAL(ctx context.Context, src, dst string) (time.Duration, error) {
 		return 0, fmt.Errorf("cp -al: %w: %s", err, out)
 	}
 	return time.Since(t0), nil
+}
+
+// latencyBounds are the bucket bounds of cowbird_file_event_latency_seconds.
+var latencyBounds = []string{"0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf"}
+
+// fileEventHistogram reads the daemon's cumulative bucket counts of
+// cowbird_file_event_latency_seconds for FileSystem, in latencyBounds order.
+func fileEventHistogram(ctx context.Context, metrics string) ([]float64, error) {
+	out := make([]float64, len(latencyBounds))
+	for i, le := range latencyBounds {
+		name := `cowbird_file_event_latency_seconds_bucket{handler="FileSystem",op="created",le="` + le + `"}`
+		v, err := daemon.Metric(ctx, metrics, name)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+// histogramSummary gives the events timed between two readings and the
+// bucket bounds their p50 and p99 fall under (a histogram tells no more).
+func histogramSummary(before, after []float64) string {
+	n := after[len(after)-1] - before[len(before)-1]
+	if n == 0 {
+		return "no event"
+	}
+	bound := func(q float64) string {
+		for i := range after {
+			if after[i]-before[i] >= q*n {
+				return latencyBounds[i] + " s"
+			}
+		}
+		return "+Inf"
+	}
+	return fmt.Sprintf("%.0f events, p50 <= %s, p99 <= %s", n, bound(0.5), bound(0.99))
 }
