@@ -336,7 +336,9 @@ func (h *Handler) handleFile(ctx context.Context, ev handlers.FileEvent, t targe
 		case handlers.FileCreated:
 			err = h.shapefileCreated(ctx, root, ws, layer)
 		case handlers.FileModified:
-			err = h.layerFromFiles(ctx, ws, layer)
+			if !h.irregular(root, ws, layer) {
+				err = h.layerFromFiles(ctx, ws, layer)
+			}
 		case handlers.FileDeleted:
 			err = h.shapefileDeleted(ctx, root, ws, layer)
 		}
@@ -397,9 +399,7 @@ func isDir(root *safefs.Root, rel string) bool {
 // file (a symlink, a directory) is skipped with a warning: GeoServer would
 // follow a symlink out of the datastore.
 func (h *Handler) shapefileCreated(ctx context.Context, root *safefs.Root, ws, layer string) error {
-	if st, err := root.Lstat(mainFile(ws, layer)); err == nil && !st.Mode.IsRegular() {
-		h.log.WithFields(logrus.Fields{"path": filepath.Join(h.dir, mainFile(ws, layer)), "mode": st.Mode.String()}).
-			Warn("shapefile is not a regular file: not published")
+	if h.irregular(root, ws, layer) {
 		return nil
 	}
 	err := h.jobs.Enqueue(ctx, Step{Kind: StepValidateShapefile, Workspace: ws, Shapefile: layer},
@@ -408,6 +408,19 @@ func (h *Handler) shapefileCreated(ctx context.Context, root *safefs.Root, ws, l
 		return err
 	}
 	return h.layerFromFiles(ctx, ws, layer)
+}
+
+// irregular reports, with a warning, a .shp of layer that is there but is
+// not a regular file (a symlink, a directory): it is neither published nor
+// given Magpie permissions.
+func (h *Handler) irregular(root *safefs.Root, ws, layer string) bool {
+	st, err := root.Lstat(mainFile(ws, layer))
+	if err != nil || st.Mode.IsRegular() {
+		return false
+	}
+	h.log.WithFields(logrus.Fields{"path": filepath.Join(h.dir, mainFile(ws, layer)), "mode": st.Mode.String()}).
+		Warn("shapefile is not a regular file: not published")
+	return true
 }
 
 // shapefileDeleted queues the layer's removal from GeoServer, deletes the

@@ -313,6 +313,8 @@ func TestResyncSkipsSymlinkedShapefile(t *testing.T) {
 	check("resync")
 	e.file(ctx, handlers.FileCreated, ds+"/x.shp")
 	check("created event")
+	e.file(ctx, handlers.FileModified, ds+"/x.shp")
+	check("modified event")
 }
 
 // A .shp whose companion is a symlink is not published: GeoServer would
