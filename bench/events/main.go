@@ -480,12 +480,17 @@ func cpAL(ctx context.Context, src, dst string) (time.Duration, error) {
 var latencyBounds = []string{"0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf"}
 
 // fileEventHistogram reads the daemon's cumulative bucket counts of
-// cowbird_file_event_latency_seconds for FileSystem, in latencyBounds order.
+// cowbird_file_event_latency_seconds for FileSystem's created events, in
+// latencyBounds order; nil when the daemon does not export it (an older
+// binary).
 func fileEventHistogram(ctx context.Context, metrics string) ([]float64, error) {
 	out := make([]float64, len(latencyBounds))
 	for i, le := range latencyBounds {
 		name := `cowbird_file_event_latency_seconds_bucket{handler="FileSystem",op="created",le="` + le + `"}`
 		v, err := daemon.Metric(ctx, metrics, name)
+		if err != nil && i == 0 && strings.HasSuffix(err.Error(), "not found") {
+			return nil, nil
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -497,6 +502,9 @@ func fileEventHistogram(ctx context.Context, metrics string) ([]float64, error) 
 // histogramSummary gives the events timed between two readings and the
 // bucket bounds their p50 and p99 fall under (a histogram tells no more).
 func histogramSummary(before, after []float64) string {
+	if before == nil || after == nil {
+		return "not exported by this binary"
+	}
 	n := after[len(after)-1] - before[len(before)-1]
 	if n == 0 {
 		return "no event"
