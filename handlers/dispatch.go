@@ -135,13 +135,52 @@ func (d *Dispatcher) fileTargets(ev FileEvent, keep func(Handler) bool) []string
 	return names
 }
 
-// Dispatch runs ev through the handlers without journaling it.
+// Dispatch runs ev through the handlers without journaling it first (file
+// events: after a crash the monitor's start-up resync covers them). The
+// handlers that fail transiently are journaled then, pending, and retried
+// by Run as a webhook's are; a newer event of the same key that succeeds
+// settles them.
 func (d *Dispatcher) Dispatch(ctx context.Context, ev Event) error {
 	if len(d.reg.Active()) == 0 {
 		d.log.WithField("event", ev.Name()).Warn("no active handler: event ignored")
 		return nil
 	}
-	return d.run(ctx, Record{Event: ev, Pending: d.targets(ev, nil)}, false)
+	err := d.run(ctx, Record{Event: ev, Pending: d.targets(ev, nil)}, false)
+	var retry []string
+	for _, e := range handlerErrors(err) {
+		if IsTransient(e.Err) {
+			retry = append(retry, e.Handler)
+		}
+	}
+	if len(retry) == 0 || d.opts.Journal == nil {
+		return err
+	}
+	rec, jerr := d.opts.Journal.Append(ctx, ev, retry)
+	if jerr != nil {
+		return errors.Join(err, fmt.Errorf("journal %s for a retry: %w", ev.Name(), jerr))
+	}
+	var errs []error
+	for _, e := range handlerErrors(err) {
+		if slices.Contains(retry, e.Handler) {
+			retrying, jerr := d.record(ctx, rec, e.Handler, e.Err)
+			e.Retrying = retrying
+			errs = append(errs, jerr)
+		}
+	}
+	return errors.Join(append(errs, err)...)
+}
+
+// handlerErrors lists the *HandlerError of a run's joined error.
+func handlerErrors(err error) []*HandlerError {
+	var out []*HandlerError
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			if he, ok := e.(*HandlerError); ok {
+				out = append(out, he)
+			}
+		}
+	}
+	return out
 }
 
 // Submit journals ev (when a journal is set), then dispatches it. It returns
@@ -277,7 +316,13 @@ func (d *Dispatcher) call(ctx context.Context, name string, ev Event) (err error
 // It reports whether a failure is kept pending for a retry.
 func (d *Dispatcher) record(ctx context.Context, rec Record, name string, err error) (bool, error) {
 	j := d.opts.Journal
-	if j == nil || rec.ID == 0 {
+	if j == nil {
+		return false, nil
+	}
+	if rec.ID == 0 { // not journaled: newer than every journaled event of its key
+		if err == nil {
+			return false, d.supersede(ctx, rec, name)
+		}
 		return false, nil
 	}
 	// The outcome must be written even when the caller's ctx just ended.
@@ -337,7 +382,7 @@ func (d *Dispatcher) supersede(ctx context.Context, rec Record, name string) err
 	var older []uint64
 	d.mu.Lock()
 	for id, hs := range d.waiting[key] {
-		if id < rec.ID && hs[name] {
+		if (rec.ID == 0 || id < rec.ID) && hs[name] {
 			older = append(older, id)
 		}
 	}

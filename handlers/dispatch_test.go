@@ -741,3 +741,57 @@ func TestHandlerCutShortIsRetried(t *testing.T) {
 		t.Fatalf("pending = %+v, want Slow still pending on event %d", pend, id)
 	}
 }
+
+// A file event whose handler fails transiently (Magpie down) is journaled
+// then and retried like a webhook; a newer file event of the same path that
+// succeeds settles it.
+func TestFileEventRetriedAfterTransientFailure(t *testing.T) {
+	log := &callLog{}
+	var mu sync.Mutex
+	down := true
+	fs := &recorder{name: "FileSystem", log: log, fail: func(Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if down {
+			return fmt.Errorf("call magpie: %w", transientErr{})
+		}
+		return nil
+	}}
+	reg, _ := NewRegistry(Registration{Handler: fs, Active: true})
+	j := newMemJournal()
+	d := NewDispatcher(reg, quietLog(), Options{Journal: j, Backoff: Backoff{Base: time.Millisecond, Max: time.Millisecond}})
+	ctx := context.Background()
+	ev := FileEvent{Op: FileCreated, Path: "/wps/a.nc", Handler: "FileSystem"}
+	if err := d.Dispatch(ctx, ev); err == nil || !Retrying(err) {
+		t.Fatalf("dispatch err = %v, want one that is retried", err)
+	}
+	pend, _ := j.Pending(ctx)
+	if len(pend) != 1 || pend[0].Event != Event(ev) || !slices.Equal(pend[0].Pending, []string{"FileSystem"}) {
+		t.Fatalf("pending = %+v, want the file event for FileSystem", pend)
+	}
+	mu.Lock()
+	down = false
+	mu.Unlock()
+	time.Sleep(time.Until(pend[0].RetryAt)) // its retry is due (<= 1 ms)
+	if _, err := d.replayDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if pend, _ := j.Pending(ctx); len(pend) != 0 {
+		t.Fatalf("still pending after the retry: %+v", pend)
+	}
+
+	// Failed again, then a newer event of the path succeeds: nothing left.
+	mu.Lock()
+	down = true
+	mu.Unlock()
+	_ = d.Dispatch(ctx, ev)
+	mu.Lock()
+	down = false
+	mu.Unlock()
+	if err := d.Dispatch(ctx, FileEvent{Op: FileModified, Path: "/wps/a.nc", Handler: "FileSystem"}); err != nil {
+		t.Fatal(err)
+	}
+	if pend, _ := j.Pending(ctx); len(pend) != 0 {
+		t.Fatalf("pending after a newer event of the path succeeded: %+v", pend)
+	}
+}
