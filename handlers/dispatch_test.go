@@ -302,21 +302,34 @@ func (j *memJournal) Pending(context.Context) ([]Record, error) {
 
 type transientErr struct{}
 
+// outage makes handlers fail transiently while down is set.
+type outage struct {
+	mu   sync.Mutex
+	down bool
+}
+
+func (o *outage) set(down bool) {
+	o.mu.Lock()
+	o.down = down
+	o.mu.Unlock()
+}
+
+func (o *outage) fail(Event) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.down {
+		return fmt.Errorf("call magpie: %w", transientErr{})
+	}
+	return nil
+}
+
 func (transientErr) Error() string   { return "magpie unavailable" }
 func (transientErr) Transient() bool { return true }
 
 func TestSubmitJournalsAndRetriesTransientFailures(t *testing.T) {
 	log := &callLog{}
-	var mu sync.Mutex
-	down := true
-	flaky := &recorder{name: "Flaky", log: log, fail: func(Event) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if down {
-			return fmt.Errorf("call magpie: %w", transientErr{})
-		}
-		return nil
-	}}
+	magpie := &outage{down: true}
+	flaky := &recorder{name: "Flaky", log: log, fail: magpie.fail}
 	final := &recorder{name: "Final", log: log, fail: func(Event) error { return errors.New("bad config") }}
 	reg, _ := NewRegistry(
 		Registration{Handler: &recorder{name: "Ok", log: log}, Active: true, Priority: prio(1)},
@@ -338,9 +351,7 @@ func TestSubmitJournalsAndRetriesTransientFailures(t *testing.T) {
 		t.Fatalf("final failure not recorded: %+v", j.recs[id].Failed)
 	}
 
-	mu.Lock()
-	down = false
-	mu.Unlock()
+	magpie.set(false)
 	if _, err := d.replayDue(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -747,16 +758,8 @@ func TestHandlerCutShortIsRetried(t *testing.T) {
 // succeeds settles it.
 func TestFileEventRetriedAfterTransientFailure(t *testing.T) {
 	log := &callLog{}
-	var mu sync.Mutex
-	down := true
-	fs := &recorder{name: "FileSystem", log: log, fail: func(Event) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if down {
-			return fmt.Errorf("call magpie: %w", transientErr{})
-		}
-		return nil
-	}}
+	magpie := &outage{down: true}
+	fs := &recorder{name: "FileSystem", log: log, fail: magpie.fail}
 	reg, _ := NewRegistry(Registration{Handler: fs, Active: true})
 	j := newMemJournal()
 	d := NewDispatcher(reg, quietLog(), Options{Journal: j, Backoff: Backoff{Base: time.Millisecond, Max: time.Millisecond}})
@@ -769,9 +772,7 @@ func TestFileEventRetriedAfterTransientFailure(t *testing.T) {
 	if len(pend) != 1 || pend[0].Event != Event(ev) || !slices.Equal(pend[0].Pending, []string{"FileSystem"}) {
 		t.Fatalf("pending = %+v, want the file event for FileSystem", pend)
 	}
-	mu.Lock()
-	down = false
-	mu.Unlock()
+	magpie.set(false)
 	time.Sleep(time.Until(pend[0].RetryAt)) // its retry is due (<= 1 ms)
 	if _, err := d.replayDue(ctx); err != nil {
 		t.Fatal(err)
@@ -781,13 +782,9 @@ func TestFileEventRetriedAfterTransientFailure(t *testing.T) {
 	}
 
 	// Failed again, then a newer event of the path succeeds: nothing left.
-	mu.Lock()
-	down = true
-	mu.Unlock()
+	magpie.set(true)
 	_ = d.Dispatch(ctx, ev)
-	mu.Lock()
-	down = false
-	mu.Unlock()
+	magpie.set(false)
 	if err := d.Dispatch(ctx, FileEvent{Op: FileModified, Path: "/wps/a.nc", Handler: "FileSystem"}); err != nil {
 		t.Fatal(err)
 	}
