@@ -456,6 +456,9 @@ func (s subject) touches(ev handlers.Event) bool {
 		}
 		return false
 	}
+	if fe, ok := ev.(handlers.FileEvent); ok { // journaled when a handler failed it transiently
+		return s.path == fe.Path || strings.HasPrefix(s.path, strings.TrimSuffix(fe.Path, "/")+"/")
+	}
 	if s.public {
 		return false
 	}

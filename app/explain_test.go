@@ -255,7 +255,10 @@ func TestExplainJournalRules(t *testing.T) {
 		{perm("bob", "", "/secure-data-proxy/wps_outputs/finch"), false, false},
 		{perm("", "users", "/secure-data-proxy/wps_outputs/finch"), true, false},
 		{perm("", "admins", "/secure-data-proxy/wps_outputs/finch"), false, false},
-		{handlers.FileEvent{Op: handlers.FileCreated, Path: out.path}, false, false},
+		{handlers.FileEvent{Op: handlers.FileCreated, Path: out.path}, true, false},
+		{handlers.FileEvent{Op: handlers.FileCreated, Path: "/wps/finch/users/3/j1", IsDir: true}, true, false},
+		{handlers.FileEvent{Op: handlers.FileCreated, Path: "/wps/finch/users/3/j1/x.nc.tmp"}, false, false},
+		{handlers.FileEvent{Op: handlers.FileCreated, Path: "/wps/finch/users/3/j"}, false, false},
 	} {
 		if got := out.touches(c.ev); got != c.path {
 			t.Errorf("%+v touches the path = %v", c.ev, got)
@@ -265,7 +268,10 @@ func TestExplainJournalRules(t *testing.T) {
 		}
 	}
 	if (subject{path: "/wps/finch/x.nc", public: true}).touches(handlers.UserEvent{UserName: "alice"}) {
-		t.Error("an event touches a public output")
+		t.Error("a user event touches a public output")
+	}
+	if !(subject{path: "/wps/finch/x.nc", public: true}).touches(handlers.FileEvent{Op: handlers.FileCreated, Path: "/wps/finch/x.nc"}) {
+		t.Error("its own file event does not touch a public output")
 	}
 
 	t0 := time.Date(2026, 12, 2, 7, 0, 0, 0, time.UTC)
