@@ -12,9 +12,8 @@ import (
 // events keep being read (and the kernel queue drained) while a long
 // reconcile runs, at most one per registration at a time: one asked while
 // another runs is run once more after it. The loop alone calls start and
-// finish.
+// finish, with its context, which ends before Run waits for wg.
 type resyncs struct {
-	ctx  context.Context
 	wg   sync.WaitGroup
 	done chan resyncDone
 	runs map[regKey]*resyncRun
@@ -29,12 +28,12 @@ type resyncDone struct {
 	start   time.Time
 }
 
-func newResyncs(ctx context.Context) *resyncs {
-	return &resyncs{ctx: ctx, done: make(chan resyncDone), runs: map[regKey]*resyncRun{}}
+func newResyncs() *resyncs {
+	return &resyncs{done: make(chan resyncDone), runs: map[regKey]*resyncRun{}}
 }
 
 // start resyncs r now, or once its resync in progress ends.
-func (rs *resyncs) start(m *Monitor, r Registration) {
+func (rs *resyncs) start(ctx context.Context, m *Monitor, r Registration) {
 	k := regKey{r.Path, r.Handler}
 	if run := rs.runs[k]; run != nil {
 		run.again = true
@@ -43,10 +42,10 @@ func (rs *resyncs) start(m *Monitor, r Registration) {
 	rs.runs[k] = &resyncRun{}
 	rs.wg.Go(func() {
 		d := resyncDone{r: r, start: time.Now()}
-		d.covered = m.resync(rs.ctx, r)
+		d.covered = m.resync(ctx, r)
 		select {
 		case rs.done <- d:
-		case <-rs.ctx.Done():
+		case <-ctx.Done():
 		}
 	})
 }
@@ -54,7 +53,7 @@ func (rs *resyncs) start(m *Monitor, r Registration) {
 // finish takes the outcome of a resync: the events of its registration
 // seen before it started and still waiting are dropped when it covered
 // them, and it runs again when asked meanwhile.
-func (rs *resyncs) finish(m *Monitor, d resyncDone, q *coalescer) {
+func (rs *resyncs) finish(ctx context.Context, m *Monitor, d resyncDone, q *coalescer) {
 	k := regKey{d.r.Path, d.r.Handler}
 	run := rs.runs[k]
 	delete(rs.runs, k)
@@ -62,7 +61,7 @@ func (rs *resyncs) finish(m *Monitor, d resyncDone, q *coalescer) {
 		m.dropped.Add(uint64(q.dropSeenBefore(d.r.Handler, d.r.Path, d.start)))
 	}
 	if run != nil && run.again {
-		rs.start(m, d.r)
+		rs.start(ctx, m, d.r)
 	}
 }
 

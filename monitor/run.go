@@ -61,13 +61,15 @@ func (m *Monitor) Run(ctx context.Context) error {
 	m.log.WithFields(logrus.Fields{"max_user_watches": m.maxWatch, "watches": m.Stats().Watches}).
 		Info("inotify watch budget")
 	m.startOnce.Do(func() { close(m.started) })
-	rctx, stop := context.WithCancel(ctx)
-	rs := newResyncs(rctx)
+	// The resyncs run on a context that ends when Run returns, whatever
+	// ends it, before Run waits for them.
+	rs := newResyncs()
 	defer rs.wg.Wait()
+	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	for _, r := range regs {
 		if isDir(r.Path) {
-			rs.start(m, r)
+			rs.start(ctx, m, r)
 		}
 	}
 	ticks, stopTicks := m.retryTicks()
@@ -119,19 +121,19 @@ func (m *Monitor) loop(ctx context.Context, w *fsnotify.Watcher, rs *resyncs, ti
 			if !ok {
 				return errors.New("run monitor: watcher closed")
 			}
-			m.handleError(err, q, rs)
+			m.handleError(ctx, err, q, rs)
 		case err := <-m.inject:
-			m.handleError(err, q, rs)
+			m.handleError(ctx, err, q, rs)
 		case <-ticks:
 			if w == nil {
 				if w = m.openWatcher(); w != nil {
-					m.handleError(errNewWatcher, q, rs) // watch and resync everything
+					m.handleError(ctx, errNewWatcher, q, rs) // watch and resync everything
 				}
 			} else {
-				m.retry(rs)
+				m.retry(ctx, rs)
 			}
 		case d := <-rs.done:
-			rs.finish(m, d, q)
+			rs.finish(ctx, m, d, q)
 		case <-wake:
 		}
 		for _, ev := range q.due(time.Now()) {
@@ -264,7 +266,7 @@ func (m *Monitor) degradeLocked(r Registration, err error) {
 // are now fully watched. A registration that failed on a watch limit first
 // retries the directory that failed, so that a limit still reached costs
 // one system call, not a walk of the tree.
-func (m *Monitor) retry(rs *resyncs) {
+func (m *Monitor) retry(ctx context.Context, rs *resyncs) {
 	m.mu.Lock()
 	var recovered []Registration
 	if len(m.degraded) == 0 {
@@ -288,7 +290,7 @@ func (m *Monitor) retry(rs *resyncs) {
 	}
 	m.mu.Unlock()
 	for _, r := range recovered {
-		rs.start(m, r)
+		rs.start(ctx, m, r)
 	}
 }
 
@@ -517,7 +519,7 @@ func (m *Monitor) emit(q *coalescer, ev handlers.FileEvent, now time.Time) {
 // handleError resyncs every registration after an overflow (events were
 // lost, directories may be unwatched) or once the inotify instance could be
 // created, and logs anything else.
-func (m *Monitor) handleError(err error, q *coalescer, rs *resyncs) {
+func (m *Monitor) handleError(ctx context.Context, err error, q *coalescer, rs *resyncs) {
 	switch {
 	case errors.Is(err, errNewWatcher):
 		m.log.Warn("inotify instance created: watching and resyncing every registration")
@@ -532,7 +534,7 @@ func (m *Monitor) handleError(err error, q *coalescer, rs *resyncs) {
 	}
 	for _, r := range m.rewatch() {
 		if isDir(r.Path) {
-			rs.start(m, r)
+			rs.start(ctx, m, r)
 		}
 	}
 }
