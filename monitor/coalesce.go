@@ -35,18 +35,9 @@ type coalescer struct {
 	// vanished are the paths whose Create was read after they were gone,
 	// until their removal is read (see Monitor.handle).
 	vanished map[string]bool
-	// scanned are the files the scan of a new directory reported, whose own
-	// Create may follow (see scannedAgain); scannedSwept is len(scanned)
-	// after the last sweep.
-	scanned      map[string]scan
-	scannedSwept int
-}
-
-// scan is a file reported by the scan of a new directory: its inode, and
-// when.
-type scan struct {
-	ino uint64
-	at  time.Time
+	// scanned are the inodes of the files the scan of a new directory
+	// reported, whose own Create may follow (see scannedAgain).
+	scanned *recent[uint64]
 }
 
 type entryKey struct{ handler, path string }
@@ -79,7 +70,7 @@ type busyUntil struct {
 
 func newCoalescer(window time.Duration) *coalescer {
 	return &coalescer{window: window, byKey: map[entryKey]*entry{}, busy: map[entryKey]busyMark{}, vanished: map[string]bool{},
-		scanned: map[string]scan{}}
+		scanned: newRecent[uint64](scanTTL)}
 }
 
 // add takes ev, seen at now: it is either ready at once or merged into its
@@ -285,24 +276,12 @@ func (c *coalescer) next() (t time.Time, ok bool) {
 // a duplicate; later, it is delivered (a redundant event, never a lost one).
 const scanTTL = 10 * time.Second
 
-// minScanSweep is the number of scanned records below which no sweep runs.
-const minScanSweep = 64
-
 // noteScanned records that the scan of a new directory reported path (the
 // file of inode ino), so that its own Create, read next if the file was
 // created after the directory's watch, is not reported twice.
 func (c *coalescer) noteScanned(path string, ino uint64, now time.Time) {
-	if ino == 0 {
-		return
-	}
-	c.scanned[path] = scan{ino: ino, at: now}
-	if len(c.scanned) >= 2*c.scannedSwept+minScanSweep {
-		for p, s := range c.scanned {
-			if now.Sub(s.at) > scanTTL {
-				delete(c.scanned, p)
-			}
-		}
-		c.scannedSwept = len(c.scanned)
+	if ino != 0 {
+		c.scanned.put(path, ino, now)
 	}
 }
 
@@ -310,11 +289,11 @@ func (c *coalescer) noteScanned(path string, ino uint64, now time.Time) {
 // the one of a file a scan reported already: the same inode, recently. A
 // new file of that name (a rename over it) has another inode.
 func (c *coalescer) scannedAgain(path string, fi fs.FileInfo, now time.Time) bool {
-	s, ok := c.scanned[path]
+	ino, at, ok := c.scanned.get(path)
 	if !ok {
 		return false
 	}
-	delete(c.scanned, path)
+	c.scanned.delete(path)
 	st, ok := fi.Sys().(*syscall.Stat_t)
-	return ok && st.Ino == s.ino && now.Sub(s.at) <= scanTTL
+	return ok && st.Ino == ino && now.Sub(at) <= scanTTL
 }

@@ -147,8 +147,7 @@ type Monitor struct {
 	watcher   *fsnotify.Watcher       // nil unless Run is running with an inotify instance
 	noWatcher error                   // why watcher is nil while running
 	dirs      map[string]bool         // directories watched
-	changing  map[string]fileState    // paths about to be changed by a handler, as they were (Changing)
-	swept     int                     // len(changing) after the last sweep
+	changing  *recent[fileState]      // paths about to be changed by a handler, as they were (Changing)
 	maxWatch  int                     // fs.inotify.max_user_watches, 0 if unknown
 
 	overflows, events, handlerErrors, limitErrors, watchErrors, dropped atomic.Uint64
@@ -196,7 +195,7 @@ func New(opts Options) *Monitor {
 		regs:       map[regKey]Registration{},
 		degraded:   map[regKey]*degradation{},
 		dirs:       map[string]bool{},
-		changing:   map[string]fileState{},
+		changing:   newRecent[fileState](changingTTL),
 		started:    make(chan struct{}),
 	}
 }

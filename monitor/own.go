@@ -12,16 +12,12 @@ import (
 // swept after that.
 const changingTTL = 10 * time.Minute
 
-// minChangingSweep is the number of records below which no sweep runs.
-const minChangingSweep = 64
-
 // fileState is what Changing saw of a path: any change to the path
 // (content, mode, owner, links, replacement) changes one of these.
 type fileState struct {
 	ino    uint64
 	mode   fs.FileMode
-	ctime  int64 // ns
-	at     time.Time
+	ctime  int64       // ns
 	others fs.FileMode // the others bits the caller is setting
 }
 
@@ -69,21 +65,10 @@ func (m *Monitor) Changing(path string, others fs.FileMode) {
 	if !ok {
 		return
 	}
-	st.at, st.others = time.Now(), others&0o7
+	st.others = others & 0o7
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.changing[path] = st
-	// Sweep old records only once the map has doubled since the last
-	// sweep: O(1) amortized per call, and the map stays within twice its
-	// live size (plus minChangingSweep).
-	if len(m.changing) >= 2*m.swept+minChangingSweep {
-		for p, s := range m.changing {
-			if st.at.Sub(s.at) > changingTTL {
-				delete(m.changing, p)
-			}
-		}
-		m.swept = len(m.changing)
-	}
+	m.changing.put(path, st, time.Now())
 }
 
 // ownLocked reports whether an attribute event of path, which fi shows as
@@ -92,7 +77,7 @@ func (m *Monitor) Changing(path string, others fs.FileMode) {
 // yet: the event is an earlier one's. A change to other others bits is
 // someone else's.
 func (m *Monitor) ownLocked(path string, fi fs.FileInfo) bool {
-	before, ok := m.changing[path]
+	before, _, ok := m.changing.get(path)
 	if !ok {
 		return false
 	}
@@ -100,6 +85,6 @@ func (m *Monitor) ownLocked(path string, fi fs.FileInfo) bool {
 	if !ok || now.same(before) {
 		return false
 	}
-	delete(m.changing, path)
+	m.changing.delete(path)
 	return now.mode&0o7 == before.others
 }

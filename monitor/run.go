@@ -525,7 +525,7 @@ func (m *Monitor) handleError(ctx context.Context, err error, q *coalescer, rs *
 		m.log.Warn("inotify instance created: watching and resyncing every registration")
 	case errors.Is(err, fsnotify.ErrEventOverflow):
 		clear(q.vanished) // their removals may be lost
-		clear(q.scanned)
+		q.scanned.clear()
 		m.overflows.Add(1)
 		m.log.Warn("inotify event queue overflow: resyncing every registration")
 	default:
