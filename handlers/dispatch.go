@@ -146,28 +146,27 @@ func (d *Dispatcher) Dispatch(ctx context.Context, ev Event) error {
 		return nil
 	}
 	err := d.run(ctx, Record{Event: ev, Pending: d.targets(ev, nil)}, false)
-	var retry []string
+	var retry []*HandlerError
+	var names []string
 	for _, e := range handlerErrors(err) {
 		if IsTransient(e.Err) {
-			retry = append(retry, e.Handler)
+			retry, names = append(retry, e), append(names, e.Handler)
 		}
 	}
 	if len(retry) == 0 || d.opts.Journal == nil {
 		return err
 	}
-	rec, jerr := d.opts.Journal.Append(ctx, ev, retry)
+	rec, jerr := d.opts.Journal.Append(ctx, ev, names)
 	if jerr != nil {
 		return errors.Join(err, fmt.Errorf("journal %s for a retry: %w", ev.Name(), jerr))
 	}
-	var errs []error
-	for _, e := range handlerErrors(err) {
-		if slices.Contains(retry, e.Handler) {
-			retrying, jerr := d.record(ctx, rec, e.Handler, e.Err)
-			e.Retrying = retrying
-			errs = append(errs, jerr)
-		}
+	errs := []error{err}
+	for _, e := range retry {
+		retrying, jerr := d.record(ctx, rec, e.Handler, e.Err)
+		e.Retrying = retrying
+		errs = append(errs, jerr)
 	}
-	return errors.Join(append(errs, err)...)
+	return errors.Join(errs...)
 }
 
 // handlerErrors lists the *HandlerError of a run's joined error.
