@@ -209,24 +209,7 @@ func TestEventsRoutesAdminOnly(t *testing.T) {
 		t.Run(path, func(t *testing.T) {
 			url := eventsServer(t, db, Options{Auth: Auth{Magpie: fakeMagpie{caller: actions.Caller{ID: "magpie:user:bob",
 				Groups: []string{"magpie:group:users"}}}}})
-			for _, tc := range []struct {
-				name, token, cookie string
-				want                int
-			}{
-				{"anonymous", "", "", http.StatusUnauthorized},
-				{"wrong token", "wrong", "", http.StatusUnauthorized},
-				{"bad token with a cookie", "wrong", "c", http.StatusUnauthorized},
-				{"magpie user", "", "c", http.StatusForbidden},
-				{"admin token", eventsToken, "", http.StatusOK},
-			} {
-				code, body := get(t, url+path, tc.token, tc.cookie)
-				if code != tc.want {
-					t.Errorf("%s: %d %s, want %d", tc.name, code, body, tc.want)
-				}
-				if code != http.StatusOK && !strings.Contains(body, `"code":`+itoa(uint64(code))) {
-					t.Errorf("%s: body %s lacks the code", tc.name, body)
-				}
-			}
+			expectAdminOnly(t, url+path)
 			admin := eventsServer(t, db, Options{Auth: Auth{Magpie: fakeMagpie{caller: actions.Caller{ID: "magpie:user:root",
 				Groups: []string{AdminGroup}}}}})
 			if code, body := get(t, admin+path, "", "c"); code != http.StatusOK {
@@ -630,5 +613,31 @@ func walkPages(t *testing.T, url string, q listQuery, want []uint64) int {
 		}
 		want = want[limit:]
 		q.marker = wantPage[len(wantPage)-1]
+	}
+}
+
+// expectAdminOnly checks the answers of url, served with bob (a Magpie user
+// in group users) behind the cookie "c" and eventsToken as an admin token:
+// 401 without credentials or with a wrong token, 403 for bob, 200 for the
+// token; an error body names its code.
+func expectAdminOnly(t *testing.T, url string) {
+	t.Helper()
+	for _, tc := range []struct {
+		name, token, cookie string
+		want                int
+	}{
+		{"anonymous", "", "", http.StatusUnauthorized},
+		{"wrong token", "wrong", "", http.StatusUnauthorized},
+		{"bad token with a cookie", "wrong", "c", http.StatusUnauthorized},
+		{"magpie user", "", "c", http.StatusForbidden},
+		{"admin token", eventsToken, "", http.StatusOK},
+	} {
+		code, body := get(t, url, tc.token, tc.cookie)
+		if code != tc.want {
+			t.Errorf("%s %s: %d %s, want %d", url, tc.name, code, body, tc.want)
+		}
+		if code != http.StatusOK && !strings.Contains(body, `"code":`+itoa(uint64(code))) {
+			t.Errorf("%s %s: body %s lacks the code", url, tc.name, body)
+		}
 	}
 }
