@@ -428,21 +428,10 @@ func TestEventsRoutesDocumented(t *testing.T) {
 			opts.Journal = db
 		}
 		ts := httptest.NewServer(New(opts).Handler())
-		resp, err := http.Get(ts.URL + "/json")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var doc struct {
-			Paths map[string]map[string]json.RawMessage
-		}
-		err = json.NewDecoder(resp.Body).Decode(&doc)
-		resp.Body.Close()
+		paths := documentedPaths(t, ts.URL)
 		ts.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
 		for _, p := range []string{"/events", "/events/{id}"} {
-			if _, ok := doc.Paths[p]["get"]; ok != withJournal {
+			if _, ok := paths[p]["get"]; ok != withJournal {
 				t.Errorf("journal %v: GET %s documented = %v", withJournal, p, ok)
 			}
 		}
@@ -640,4 +629,22 @@ func expectAdminOnly(t *testing.T, url string) {
 			t.Errorf("%s %s: body %s lacks the code", url, tc.name, body)
 		}
 	}
+}
+
+// documentedPaths returns the paths of the server's /json document, each
+// with its methods.
+func documentedPaths(t *testing.T, base string) map[string]map[string]json.RawMessage {
+	t.Helper()
+	resp, err := http.Get(base + "/json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var doc struct {
+		Paths map[string]map[string]json.RawMessage
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+		t.Fatal(err)
+	}
+	return doc.Paths
 }
